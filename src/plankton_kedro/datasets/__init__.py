@@ -1,0 +1,15 @@
+"""Kedro datasets of the project."""
+
+from plankton_kedro.datasets.checkpoint import CheckpointDataset
+from plankton_kedro.datasets.image_cache import ImageCacheDataset
+from plankton_kedro.datasets.image_source import ImageSource, ImageSourceDataset, SkippedFile
+from plankton_kedro.datasets.manifest import ManifestDataset
+
+__all__ = [
+    "CheckpointDataset",
+    "ImageCacheDataset",
+    "ImageSource",
+    "ImageSourceDataset",
+    "ManifestDataset",
+    "SkippedFile",
+]

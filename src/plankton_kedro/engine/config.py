@@ -1,0 +1,177 @@
+"""Validated settings for the engine and the pipelines (the project's parameter contract).
+
+Kedro instantiates these Pydantic models from ``conf/*/parameters*.yml`` plus ``--params``
+before a run starts, so a bad value fails early with a readable message. Stage sections
+(``pretraining``, ``fine_tuning``) hold partial overrides of ``training`` that win over
+the global values.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+PRETRAINED_CHOICES = ("none", "imagenet")
+
+
+class _Strict(BaseModel):
+    """Base: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelParams(_Strict):
+    """Which network to build and how to initialise it."""
+
+    name: str = "resnet18"
+    pretrained: str = "none"
+    bottleneck_dim: PositiveInt = 512
+
+    @field_validator("name")
+    @classmethod
+    def _known_timm_model(cls, name: str) -> str:
+        import timm
+
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, timm.list_models(), n=5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ValueError(f"'{name}' is not a timm model name.{hint}")
+        return name
+
+    @field_validator("pretrained")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        value = str(value).strip()
+        if value.lower() in PRETRAINED_CHOICES:
+            return value.lower()
+        if not Path(value).expanduser().is_file():
+            raise ValueError(
+                f"model.pretrained must be 'imagenet', 'none' or the path of a local weights file "
+                f"(.safetensors, .pth, .pt); '{value}' is none of these (no such file)."
+            )
+        return value
+
+    @property
+    def uses_pretrained_weights(self) -> bool:
+        """True when the backbone starts from trained weights rather than random ones."""
+        return self.pretrained != "none"
+
+
+class DataParams(_Strict):
+    """Input geometry shared by ingestion (the cache) and every training stage."""
+
+    image_size: int = Field(224, ge=16, le=1024)
+    resize_ratio: float = Field(0.875, gt=0.5, le=1.0)
+    fill: int = Field(255, ge=0, le=255)
+
+    @property
+    def cache_size(self) -> int:
+        """Side of the cached images: the crop size divided by the resize ratio."""
+        return round(self.image_size / self.resize_ratio)
+
+
+class LearningRates(_Strict):
+    """Per-part learning rates; a part at 0 is frozen."""
+
+    backbone: float = Field(1e-3, ge=0)
+    backbone_from_scratch: float = Field(1e-2, ge=0)
+    bottleneck: float = Field(1e-2, ge=0)
+    classifier: float = Field(1e-2, ge=0)
+
+
+class SchedulerParams(_Strict):
+    """``lr = lr0 * (1 + gamma * i / num_steps) ** -power``, stepped per optimiser update."""
+
+    gamma: float = Field(10.0, ge=0)
+    power: float = Field(0.75, ge=0)
+
+
+class TrainingParams(_Strict):
+    """The training recipe of one stage."""
+
+    seed: int = 42
+    device: str = "auto"
+    max_epochs: PositiveInt = 30
+    min_epochs: int = Field(0, ge=0)
+    patience: PositiveInt = 50
+    batch_size: PositiveInt = 8
+    accumulation_steps: PositiveInt = 1
+    max_updates_per_epoch: PositiveInt = 100
+    max_val_images: PositiveInt = 8000
+    eval_batch_size: PositiveInt = 128
+    selection_metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(1e-2, ge=0)
+    lr: LearningRates = LearningRates()
+    scheduler: SchedulerParams = SchedulerParams()
+    num_workers: int = Field(0, ge=0)
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value != "auto" and value != "cpu" and not value.startswith("cuda"):
+            raise ValueError(f"training.device must be 'auto', 'cpu' or 'cuda[:N]', not '{value}'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingParams:
+        if self.min_epochs > self.max_epochs:
+            raise ValueError(
+                f"training.min_epochs ({self.min_epochs}) is larger than "
+                f"training.max_epochs ({self.max_epochs})"
+            )
+        return self
+
+    def overridden(self, overrides: dict[str, Any]) -> TrainingParams:
+        """These settings with a stage's partial ``overrides`` applied (nested dicts merge)."""
+        return TrainingParams.model_validate(_deep_merge(self.model_dump(), overrides))
+
+
+class StageParams(_Strict):
+    """A stage's own settings: partial ``training`` values that win over the global ones."""
+
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("training")
+    @classmethod
+    def _valid_overrides(cls, overrides: dict[str, Any]) -> dict[str, Any]:
+        TrainingParams().overridden(overrides)  # raises a readable error for bad keys or values
+        return overrides
+
+
+class SplitParams(_Strict):
+    """Stratified, seeded train/val/test fractions."""
+
+    train: float = Field(0.7, gt=0, le=1)
+    val: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitParams:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must add up to 1, they add up to {total:g}")
+        return self
+
+
+class IngestionParams(_Strict):
+    """How raw collections are validated, split and cached."""
+
+    split: SplitParams = SplitParams()
+    workers: int = Field(2, ge=1)
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

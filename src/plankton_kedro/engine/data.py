@@ -1,0 +1,103 @@
+"""Torch datasets over the uint8 image cache, with per-sample augmentation.
+
+The cache holds images already padded to a square and resized to ``cache_size``; training
+takes a random ``crop_size`` crop with random horizontal and vertical flips *per image*,
+evaluation takes the centre crop. Normalisation (timm's mean/std for the model) happens on
+the device, on whole batches, in :func:`normalise`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class CachedImages(Dataset):
+    """Images ``images[indices]`` with labels; ``train=True`` augments each sample.
+
+    Training items are addressed by ``(index, sample_seed)`` pairs from :class:`EpochSampler`
+    so the augmentation of every sample depends only on the run seed, the epoch and the
+    position, never on worker scheduling: runs are reproducible and resumable.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        indices: Sequence[int] | np.ndarray,
+        crop_size: int,
+        *,
+        train: bool,
+    ):
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 images (n, h, w, 3), got {images.dtype} {images.shape}")
+        if crop_size > images.shape[1]:
+            raise ValueError(f"crop size {crop_size} exceeds cached image size {images.shape[1]}")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.crop_size = crop_size
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        position, sample_seed = item if isinstance(item, tuple) else (item, None)
+        row = int(self.indices[position])
+        image = self.images[row]
+        side, crop = image.shape[0], self.crop_size
+        if self.train and sample_seed is not None:
+            rng = np.random.default_rng(sample_seed)
+            top, left = rng.integers(0, side - crop + 1, size=2)
+            image = image[top : top + crop, left : left + crop]
+            if rng.random() < 0.5:
+                image = image[:, ::-1]
+            if rng.random() < 0.5:
+                image = image[::-1, :]
+        else:
+            offset = (side - crop) // 2
+            image = image[offset : offset + crop, offset : offset + crop]
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+        return tensor, int(self.labels[row])
+
+
+class EpochSampler(Sampler):
+    """``num_samples`` ``(position, sample_seed)`` pairs for one epoch, seeded by (seed, epoch).
+
+    Positions are drawn as successive shuffles of the whole set (every image is seen before
+    any repeats), so an "epoch" of at most N updates walks through the data like the paper's.
+    """
+
+    def __init__(self, dataset_size: int, num_samples: int, *, seed: int, epoch: int):
+        self.dataset_size = dataset_size
+        self.num_samples = num_samples
+        self.seed = seed
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        rounds = -(-self.num_samples // self.dataset_size)
+        order = np.concatenate([rng.permutation(self.dataset_size) for _ in range(rounds)])
+        sample_seeds = rng.integers(0, 2**63 - 1, size=self.num_samples)
+        yield from zip(order[: self.num_samples].tolist(), sample_seeds.tolist(), strict=True)
+
+
+def normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW batch -> float, scaled to [0, 1] and normalised with the model's mean/std."""
+    return (batch.float().div_(255.0) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def fixed_subset(indices: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``indices``, the same ones for a given seed (sorted)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) <= limit:
+        return indices
+    rng = np.random.default_rng([seed, 7919])
+    return np.sort(rng.choice(indices, size=limit, replace=False))

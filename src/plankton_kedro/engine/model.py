@@ -1,0 +1,152 @@
+"""The paper's network: timm backbone -> 512-d bottleneck -> weight-normalised classifier."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+logger = logging.getLogger(__name__)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be obtained or do not fit the requested model."""
+
+
+class PlanktonNet(nn.Module):
+    """Backbone features -> bottleneck (Linear, BN or LN, ReLU or GELU) -> classifier.
+
+    The normalisation and activation of the bottleneck follow the backbone's family:
+    BatchNorm1d + ReLU for convolutional nets with BatchNorm2d and ReLU, LayerNorm + GELU
+    otherwise (ViTs, ConvNeXt), as in the paper's code.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 512):
+        super().__init__()
+        self.backbone = backbone
+        modules = list(backbone.modules())
+        has_batchnorm = any(isinstance(m, nn.BatchNorm2d) for m in modules)
+        uses_relu = any(isinstance(m, nn.ReLU | nn.ReLU6) for m in modules)
+        self.bottleneck = nn.Sequential(
+            nn.Linear(backbone.num_features, bottleneck_dim),
+            nn.BatchNorm1d(bottleneck_dim) if has_batchnorm else nn.LayerNorm(bottleneck_dim),
+            nn.ReLU(inplace=True) if uses_relu else nn.GELU(),
+        )
+        self.classifier = weight_norm(nn.Linear(bottleneck_dim, num_classes))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return backbone features, bottleneck features and class logits."""
+        features = self.backbone(images)
+        embedding = self.bottleneck(features)
+        return features, embedding, self.classifier(embedding)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh classifier for another class set (stage 2 of a transfer route)."""
+        dim = self.classifier.in_features
+        self.classifier = weight_norm(nn.Linear(dim, num_classes))
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by part, for per-part learning rates."""
+        return {
+            "backbone": list(self.backbone.parameters()),
+            "bottleneck": list(self.bottleneck.parameters()),
+            "classifier": list(self.classifier.parameters()),
+        }
+
+
+def build_model(
+    name: str, num_classes: int, *, pretrained: str = "none", bottleneck_dim: int = 512
+) -> tuple[PlanktonNet, str | None]:
+    """Build ``PlanktonNet`` on timm backbone ``name``; return it and the weights' identity.
+
+    ``pretrained`` is ``none`` (random init), ``imagenet`` (timm's default pretrained tag,
+    downloaded from the hub) or the path of a local timm weights file. The identity is the
+    exact timm tag (e.g. ``convnext_base.fb_in22k``) or the file path, ``None`` for random.
+    """
+    if pretrained == "none":
+        backbone = timm.create_model(name, pretrained=False, num_classes=0)
+        source = None
+    elif pretrained == "imagenet":
+        backbone = _imagenet_backbone(name)
+        source = _pretrained_tag(backbone, name)
+    else:
+        backbone = timm.create_model(name, pretrained=False, num_classes=0)
+        load_backbone_weights(backbone, Path(pretrained), name)
+        source = str(pretrained)
+    return PlanktonNet(backbone, num_classes, bottleneck_dim), source
+
+
+def check_imagenet_weights(name: str) -> str:
+    """Fetch (or find cached) ImageNet weights for ``name``; return their tag or fail clearly."""
+    return _pretrained_tag(_imagenet_backbone(name), name)
+
+
+def _imagenet_backbone(name: str) -> nn.Module:
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception as exc:  # network, hub and missing-tag errors all mean the same here
+        raise WeightsUnavailableError(
+            f"Could not get ImageNet weights for timm model '{name}' from the Hugging Face hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "If this machine is offline, download the weights where there is internet "
+            f"(python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
+            "the hub cache, or save model.state_dict() with safetensors) and run with "
+            "--params model.pretrained=/path/to/weights.safetensors "
+            "(or model.pretrained=none for random initialisation)."
+        ) from exc
+
+
+def _pretrained_tag(backbone: nn.Module, name: str) -> str:
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    architecture = cfg.get("architecture", name.split(".")[0])
+    tag = cfg.get("tag")
+    return f"{architecture}.{tag}" if tag else architecture
+
+
+def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
+    """Load a local timm weights file (safetensors or torch) into ``backbone``.
+
+    Classifier weights in the file are ignored (the backbone has no head); any missing
+    backbone weight or shape mismatch is an error naming the file and the model.
+    """
+    path = path.expanduser()
+    if not path.is_file():
+        raise WeightsUnavailableError(f"Weights file {path} does not exist.")
+    try:
+        state = timm.models.load_state_dict(str(path), weights_only=True)
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            f"Could not read weights file {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+    own = backbone.state_dict()
+    head_prefixes = _head_prefixes(backbone)
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(head_prefixes)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = [k for k in own.keys() & state.keys() if own[k].shape != state[k].shape]
+    if missing or unexpected or mismatched:
+        details = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{' …' if len(keys) > 3 else ''} ({len(keys)})"
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", mismatched),
+            )
+            if keys
+        )
+        raise WeightsUnavailableError(
+            f"Weights file {path} does not fit timm model '{name}' ({details}). "
+            "Check that model.name is the architecture the file was saved from."
+        )
+    backbone.load_state_dict(state)
+    logger.info("Loaded backbone weights for %s from %s", name, path)
+
+
+def _head_prefixes(backbone: nn.Module) -> tuple[str, ...]:
+    classifier = (getattr(backbone, "pretrained_cfg", None) or {}).get("classifier", "fc")
+    names = classifier if isinstance(classifier, list | tuple) else [classifier]
+    return (*(f"{n}." for n in names), "fc.", "classifier.", "head.")

@@ -1,0 +1,79 @@
+"""Stratified, seeded train/val/test splits that never drop a class."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+
+
+def split_counts(n: int, val: float, test: float) -> tuple[int, int, int]:
+    """(train, val, test) counts for a class of ``n`` images.
+
+    Rounded fractions, but every class keeps at least one training image, and a class of
+    three or more images gets at least one validation and one test image when those
+    fractions are non-zero. Two images: one train, one test (or val when test is 0).
+    """
+    if n <= 1:
+        return n, 0, 0
+    if n == 2:
+        return (1, 0, 1) if test > 0 else (1, 1, 0) if val > 0 else (2, 0, 0)
+    n_val = max(int(np.floor(n * val + 0.5)), 1 if val > 0 else 0)
+    n_test = max(int(np.floor(n * test + 0.5)), 1 if test > 0 else 0)
+    while n_val + n_test > n - 1:
+        if n_val >= n_test and n_val > (1 if val > 0 else 0):
+            n_val -= 1
+        elif n_test > (1 if test > 0 else 0):
+            n_test -= 1
+        else:
+            n_val -= 1
+    return n - n_val - n_test, n_val, n_test
+
+
+def stratified_split(
+    rel_paths: pd.Series, labels: pd.Series, *, val: float, test: float, seed: int
+) -> pd.Series:
+    """The split of each image, stratified by label and reproducible for ``seed``.
+
+    Images are ordered by path before shuffling, so the result does not depend on the order
+    in which a file system or an archive listed them.
+    """
+    frame = pd.DataFrame({"rel_path": rel_paths.to_numpy(), "label": labels.to_numpy()})
+    result = pd.Series("train", index=rel_paths.index, dtype=object)
+    rng = np.random.default_rng(seed)
+    for label in sorted(frame["label"].unique()):
+        members = frame.index[frame["label"] == label]
+        ordered = members[np.argsort(frame.loc[members, "rel_path"].to_numpy(), kind="stable")]
+        shuffled = ordered[rng.permutation(len(ordered))]
+        n_train, n_val, _ = split_counts(len(shuffled), val, test)
+        positions = rel_paths.index[shuffled]
+        result.loc[positions[n_train : n_train + n_val]] = "val"
+        result.loc[positions[n_train + n_val :]] = "test"
+    return result
+
+
+def split_table(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Images per class and split: ``{label: {train, val, test, total}}``."""
+    table = pd.crosstab(manifest["label"], manifest["split"]).reindex(columns=SPLITS, fill_value=0)
+    return {
+        str(label): {**{s: int(row[s]) for s in SPLITS}, "total": int(row.sum())}
+        for label, row in table.iterrows()
+    }
+
+
+def classes_missing_splits(
+    table: dict[str, dict[str, int]], *, val: float, test: float
+) -> dict[str, str]:
+    """Classes too small to appear in every split they should, with what happened to them."""
+    wanted = [s for s, fraction in (("val", val), ("test", test)) if fraction > 0]
+    tiny = {}
+    for label, counts in table.items():
+        absent = [s for s in wanted if counts[s] == 0]
+        if absent:
+            tiny[label] = (
+                f"only {counts['total']} image(s): kept in train"
+                + (f" and {', '.join(s for s in wanted if counts[s])}" if len(absent) < len(wanted) else "")
+                + f", none in {', '.join(absent)}"
+            )
+    return tiny

@@ -1,0 +1,227 @@
+"""One training stage and one evaluation, from cache + manifest to checkpoint / metrics.
+
+These functions glue the engine parts together for the pipeline nodes; they take and return
+plain arrays, frames and dicts, so they are usable without Kedro.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import timm
+
+from .config import DataParams, ModelParams, TrainingParams
+from .data import CachedImages
+from .metrics import classification_report, confusion_matrix_figure
+from .model import PlanktonNet, build_model
+from .training import fit, predict_logits, resolve_device, seed_everything
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+class StageInputError(ValueError):
+    """The inputs of a stage do not fit together (cache vs manifest, model vs checkpoint)."""
+
+
+def train_stage(
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    *,
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    route: str,
+    stage: str,
+    backbone_init: str,
+    init_checkpoint: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one stage on the train split, select on validation; return the best checkpoint.
+
+    ``backbone_init``: ``scratch`` (random), ``pretrained`` (``model.pretrained``) or
+    ``checkpoint`` (backbone + bottleneck of ``init_checkpoint``, fresh classifier).
+    """
+    _check_cache(images, manifest, data)
+    class_names = sorted(manifest["label"].unique())
+    labels = manifest["label"].map({name: i for i, name in enumerate(class_names)}).to_numpy()
+    splits = manifest["split"].to_numpy()
+    train_rows, val_rows = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "val")
+    if len(val_rows) == 0:
+        raise StageInputError(
+            f"{_dataset_name(manifest)}: the validation split is empty; the best checkpoint is "
+            "chosen on it (set ingestion.split.val > 0)"
+        )
+    seed_everything(training.seed)
+    net, weights = _initial_model(model, len(class_names), backbone_init, init_checkpoint)
+    mean, std = model_normalisation(net)
+    logger.info(
+        "%s/%s: training %s on %s (%d classes, %d train / %d val images, backbone from %s)",
+        route,
+        stage,
+        model.name,
+        _dataset_name(manifest),
+        len(class_names),
+        len(train_rows),
+        len(val_rows),
+        weights or "random initialisation",
+    )
+    result = fit(
+        net,
+        CachedImages(images, labels, train_rows, data.image_size, train=True),
+        CachedImages(images, labels, val_rows, data.image_size, train=False),
+        training,
+        mean=mean,
+        std=std,
+        backbone_pretrained=backbone_init != "scratch" and weights is not None,
+        log_prefix=f"{route}/{stage} ",
+    )
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": result.state_dict,
+        "model_name": model.name,
+        "bottleneck_dim": model.bottleneck_dim,
+        "class_names": class_names,
+        "image_size": data.image_size,
+        "cache_size": data.cache_size,
+        "mean": list(mean),
+        "std": list(std),
+        "fill": data.fill,
+        "route": route,
+        "stage": stage,
+        "dataset": _dataset_name(manifest),
+        "manifest_version": manifest.attrs.get("version"),
+        "initial_weights": weights,
+        "selection_metric": training.selection_metric,
+        "best_score": result.best_score,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "updates_per_epoch": result.updates_per_epoch,
+        "history": result.history,
+        "params": {"model": model.model_dump(), "data": data.model_dump(), "training": training.model_dump()},
+    }
+
+
+def evaluate_checkpoint(
+    checkpoint: dict[str, Any],
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    *,
+    split: str = "test",
+    batch_size: int = 128,
+) -> tuple[dict[str, Any], Any]:
+    """Metrics and confusion-matrix figure of ``checkpoint`` on one split of a data set."""
+    class_names = list(checkpoint["class_names"])
+    if images.shape[1] != checkpoint["cache_size"]:
+        raise StageInputError(
+            f"the image cache holds {images.shape[1]} px images but checkpoint "
+            f"{checkpoint.get('version')} was trained on {checkpoint['cache_size']} px "
+            f"(data.image_size={checkpoint['image_size']}): run ingestion with "
+            f"--params data.image_size={checkpoint['image_size']}"
+        )
+    rows = np.flatnonzero(manifest["split"].to_numpy() == split)
+    if len(rows) == 0:
+        raise StageInputError(f"{_dataset_name(manifest)} has no images in the {split} split")
+    unknown = sorted(set(manifest["label"].iloc[rows]) - set(class_names))
+    if unknown:
+        raise StageInputError(
+            f"the {split} split has classes the model was not trained on: {', '.join(unknown)}"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = manifest["label"].map(index).fillna(-1).astype(int).to_numpy()
+    net = model_from_checkpoint(checkpoint)
+    device = resolve_device("auto")
+    y_true, logits = predict_logits(
+        net,
+        CachedImages(images, labels, rows, checkpoint["image_size"], train=False),
+        batch_size,
+        tuple(checkpoint["mean"]),
+        tuple(checkpoint["std"]),
+        device,
+    )
+    y_pred = logits.argmax(1)
+    metrics = {
+        **classification_report(y_true, y_pred, class_names),
+        "split": split,
+        "route": checkpoint.get("route"),
+        "model_name": checkpoint["model_name"],
+        "dataset": _dataset_name(manifest),
+        "checkpoint_version": checkpoint.get("version"),
+        "manifest_version": manifest.attrs.get("version"),
+        "trained_on_manifest_version": checkpoint.get("manifest_version"),
+        "initial_weights": checkpoint.get("initial_weights"),
+        "best_epoch": checkpoint.get("best_epoch"),
+        "image_size": checkpoint["image_size"],
+    }
+    title = (
+        f"{checkpoint.get('route')} · {checkpoint['model_name']} · {_dataset_name(manifest)} "
+        f"{split} (accuracy {metrics['accuracy']:.3f}, n={metrics['n_test']})"
+    )
+    return metrics, confusion_matrix_figure(y_true, y_pred, class_names, title)
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> PlanktonNet:
+    """Rebuild the network stored in ``checkpoint`` (no download: random init, then load)."""
+    net, _ = build_model(
+        checkpoint["model_name"],
+        len(checkpoint["class_names"]),
+        bottleneck_dim=checkpoint.get("bottleneck_dim", 512),
+    )
+    net.load_state_dict(checkpoint["state_dict"])
+    return net
+
+
+def model_normalisation(net: PlanktonNet) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """timm's mean and std for the backbone."""
+    config = timm.data.resolve_model_data_config(net.backbone)
+    return tuple(float(v) for v in config["mean"]), tuple(float(v) for v in config["std"])
+
+
+def _initial_model(
+    model: ModelParams,
+    num_classes: int,
+    backbone_init: str,
+    init_checkpoint: dict[str, Any] | None,
+) -> tuple[PlanktonNet, str | None]:
+    if backbone_init == "scratch":
+        return build_model(model.name, num_classes, bottleneck_dim=model.bottleneck_dim)
+    if backbone_init == "pretrained":
+        return build_model(
+            model.name, num_classes, pretrained=model.pretrained, bottleneck_dim=model.bottleneck_dim
+        )
+    if backbone_init != "checkpoint" or init_checkpoint is None:
+        raise ValueError(f"unknown backbone initialisation '{backbone_init}'")
+    if init_checkpoint["model_name"] != model.name:
+        raise StageInputError(
+            f"the stage-1 checkpoint {init_checkpoint.get('version')} is a "
+            f"'{init_checkpoint['model_name']}' but model.name is '{model.name}': "
+            "run stage 1 again with this model, or set model.name to the checkpoint's"
+        )
+    net = model_from_checkpoint(init_checkpoint)
+    net.reset_classifier(num_classes)
+    return net, f"{init_checkpoint.get('route')}/{init_checkpoint.get('stage')} checkpoint " + str(
+        init_checkpoint.get("version")
+    )
+
+
+def _check_cache(images: np.ndarray, manifest: pd.DataFrame, data: DataParams) -> None:
+    if len(images) != len(manifest):
+        raise StageInputError(
+            f"the image cache has {len(images)} images but the manifest "
+            f"{manifest.attrs.get('version')} has {len(manifest)} rows: they come from "
+            "different ingestion runs; run the ingestion pipeline again"
+        )
+    if images.shape[1] != data.cache_size:
+        raise StageInputError(
+            f"the image cache holds {images.shape[1]} px images but data.image_size="
+            f"{data.image_size} needs {data.cache_size} px: run the ingestion pipeline "
+            "with the same data.image_size"
+        )
+
+
+def _dataset_name(manifest: pd.DataFrame) -> str:
+    return str(manifest.attrs.get("dataset", "unknown data set"))
+

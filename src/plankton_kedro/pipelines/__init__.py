@@ -1,0 +1,1 @@
+"""One package per runnable pipeline name (see docs/concepts.md)."""

@@ -1,0 +1,5 @@
+"""The in_domain route as a runnable pipeline."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

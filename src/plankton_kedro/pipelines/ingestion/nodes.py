@@ -1,0 +1,137 @@
+"""Ingestion nodes: scan + validate + cache, split, report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plankton_kedro.datasets.image_source import ImageSource
+from plankton_kedro.engine.config import DataParams, IngestionParams
+from plankton_kedro.engine.scan import scan_images
+from plankton_kedro.engine.splits import classes_missing_splits, split_table, stratified_split
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = ["rel_path", "label", "width", "height", "mode", "bytes", "sha1", "split"]
+
+
+def scan_collection(
+    images: ImageSource, data: DataParams, ingestion: IngestionParams
+) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
+    """Decode and validate every file once; return the usable images' records, their
+    padded and resized uint8 pixels, and what was skipped and why."""
+    started = time.perf_counter()
+    progress = _ProgressLog(images.name)
+    result = scan_images(
+        images,
+        size=data.cache_size,
+        fill=data.fill,
+        workers=ingestion.workers,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - started
+    logger.info(
+        "%s: %d images usable, %d files skipped, %d empty class folders "
+        "(%d files in %.1f s, %.0f files/s)",
+        images.name,
+        len(result.records),
+        len(result.skipped),
+        len(result.empty_classes),
+        result.n_files,
+        seconds,
+        result.n_files / max(seconds, 1e-9),
+    )
+    if len(result.records) == 0:
+        raise ValueError(
+            f"{images.location}: no usable image found in {result.n_files} files; expected "
+            "class folders of images ([top/]<class>/<image>). Skipped: "
+            + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
+        )
+    records = result.records.copy()
+    records.attrs["dataset"] = images.name
+    summary = {
+        "source": {
+            "location": str(images.location),
+            "name": images.name,
+            "kind": images.kind,
+            "top_folder": images.top_folder,
+        },
+        "files_seen": result.n_files,
+        "seconds": round(seconds, 2),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
+        "empty_classes": list(result.empty_classes),
+    }
+    return records, result.images, summary
+
+
+def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataFrame:
+    """The manifest: one row per usable image with its stratified, seeded split."""
+    split = ingestion.split
+    manifest = records.assign(
+        split=stratified_split(
+            records["rel_path"], records["label"], val=split.val, test=split.test, seed=split.seed
+        )
+    )[MANIFEST_COLUMNS].reset_index(drop=True)
+    manifest.attrs["dataset"] = records.attrs.get("dataset")
+    return manifest
+
+
+def build_report(
+    manifest: pd.DataFrame, summary: dict[str, Any], data: DataParams, ingestion: IngestionParams
+) -> dict[str, Any]:
+    """The ingestion report: counts per class and split, every skipped file and why,
+    tiny classes and duplicate files."""
+    table = split_table(manifest)
+    split = ingestion.split
+    tiny = classes_missing_splits(table, val=split.val, test=split.test)
+    for label, note in tiny.items():
+        logger.warning("%s: class '%s' %s", summary["source"]["name"], label, note)
+    reasons = Counter(item["reason"].split(" (")[0] for item in summary["skipped"])
+    return {
+        **summary,
+        "images": len(manifest),
+        "classes": len(table),
+        "skipped_count": len(summary["skipped"]),
+        "skipped_by_reason": dict(sorted(reasons.items())),
+        "per_class": table,
+        "split_totals": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
+        "tiny_classes": tiny,
+        "duplicates": _duplicates(manifest),
+        "settings": {
+            "image_size": data.image_size,
+            "cache_size": data.cache_size,
+            "fill": data.fill,
+            "split": split.model_dump(),
+        },
+    }
+
+
+def _duplicates(manifest: pd.DataFrame) -> list[dict[str, Any]]:
+    """Groups of byte-identical files (they may inflate test scores or carry two labels)."""
+    groups = manifest[manifest.duplicated("sha1", keep=False)].groupby("sha1", sort=True)
+    return [
+        {
+            "paths": group["rel_path"].tolist(),
+            "labels": sorted(group["label"].unique()),
+            "splits": sorted(group["split"].unique()),
+        }
+        for _, group in groups
+    ]
+
+
+class _ProgressLog:
+    """Logs ingestion progress at most every 5 seconds."""
+
+    def __init__(self, name: str, every_seconds: float = 5.0):
+        self.name, self.every, self.last = name, every_seconds, time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every:
+            self.last = now
+            logger.info("%s: %d files read …", self.name, done)

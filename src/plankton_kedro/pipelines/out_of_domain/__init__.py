@@ -1,0 +1,5 @@
+"""The out_of_domain route as a runnable pipeline."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
