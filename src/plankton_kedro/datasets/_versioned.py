@@ -66,4 +66,8 @@ class VersionedFileDataset(AbstractVersionedDataset):
         return self._fs.exists(self._load_path())
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "protocol": self._protocol, "version": self._version}
+        return {
+            "filepath": str(self._filepath),
+            "protocol": self._protocol,
+            "version": self._version,
+        }

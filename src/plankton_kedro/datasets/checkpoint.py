@@ -32,7 +32,9 @@ class CheckpointDataset(VersionedFileDataset):
             raise DatasetError(f"{path} is not a readable checkpoint: {exc}") from exc
         missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
         if missing:
-            raise DatasetError(f"{path} is not a plankton-kedro checkpoint (no {', '.join(missing)})")
+            raise DatasetError(
+                f"{path} is not a plankton-kedro checkpoint (no {', '.join(missing)})"
+            )
         checkpoint["version"] = self.resolve_load_version()
         return checkpoint
 

@@ -33,7 +33,9 @@ class CachedImages(Dataset):
         train: bool,
     ):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-            raise ValueError(f"expected uint8 images (n, h, w, 3), got {images.dtype} {images.shape}")
+            raise ValueError(
+                f"expected uint8 images (n, h, w, 3), got {images.dtype} {images.shape}"
+            )
         if crop_size > images.shape[1]:
             raise ValueError(f"crop size {crop_size} exceeds cached image size {images.shape[1]}")
         self.images = images

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
+import huggingface_hub
 import timm
 import torch
 from torch import nn
@@ -86,18 +90,38 @@ def check_imagenet_weights(name: str) -> str:
 
 
 def _imagenet_backbone(name: str) -> nn.Module:
+    """timm's pretrained backbone: from the local hub cache if there, else downloaded."""
     try:
+        with _hub_offline():
+            return timm.create_model(name, pretrained=True, num_classes=0)
+    except Exception:  # not cached (or no such tag): try the hub below
+        pass
+    endpoint = urlparse(huggingface_hub.constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=5).close()
         return timm.create_model(name, pretrained=True, num_classes=0)
     except Exception as exc:  # network, hub and missing-tag errors all mean the same here
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         raise WeightsUnavailableError(
-            f"Could not get ImageNet weights for timm model '{name}' from the Hugging Face hub "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            f"Could not get ImageNet weights for timm model '{name}': they are not in the local "
+            f"hub cache and {endpoint.hostname} could not be used ({reason}). "
             "If this machine is offline, download the weights where there is internet "
             f"(python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
-            "the hub cache, or save model.state_dict() with safetensors) and run with "
+            "the hub cache; or save the backbone's state_dict with safetensors) and run with "
             "--params model.pretrained=/path/to/weights.safetensors "
             "(or model.pretrained=none for random initialisation)."
         ) from exc
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """Let huggingface_hub answer from its local cache only, without network requests."""
+    previous = huggingface_hub.constants.HF_HUB_OFFLINE
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        huggingface_hub.constants.HF_HUB_OFFLINE = previous
 
 
 def _pretrained_tag(backbone: nn.Module, name: str) -> str:

@@ -73,7 +73,11 @@ def classes_missing_splits(
         if absent:
             tiny[label] = (
                 f"only {counts['total']} image(s): kept in train"
-                + (f" and {', '.join(s for s in wanted if counts[s])}" if len(absent) < len(wanted) else "")
+                + (
+                    f" and {', '.join(s for s in wanted if counts[s])}"
+                    if len(absent) < len(wanted)
+                    else ""
+                )
                 + f", none in {', '.join(absent)}"
             )
     return tiny

@@ -101,7 +101,11 @@ def train_stage(
         "stopped_early": result.stopped_early,
         "updates_per_epoch": result.updates_per_epoch,
         "history": result.history,
-        "params": {"model": model.model_dump(), "data": data.model_dump(), "training": training.model_dump()},
+        "params": {
+            "model": model.model_dump(),
+            "data": data.model_dump(),
+            "training": training.model_dump(),
+        },
     }
 
 
@@ -190,7 +194,10 @@ def _initial_model(
         return build_model(model.name, num_classes, bottleneck_dim=model.bottleneck_dim)
     if backbone_init == "pretrained":
         return build_model(
-            model.name, num_classes, pretrained=model.pretrained, bottleneck_dim=model.bottleneck_dim
+            model.name,
+            num_classes,
+            pretrained=model.pretrained,
+            bottleneck_dim=model.bottleneck_dim,
         )
     if backbone_init != "checkpoint" or init_checkpoint is None:
         raise ValueError(f"unknown backbone initialisation '{backbone_init}'")
@@ -224,4 +231,3 @@ def _check_cache(images: np.ndarray, manifest: pd.DataFrame, data: DataParams) -
 
 def _dataset_name(manifest: pd.DataFrame) -> str:
     return str(manifest.attrs.get("dataset", "unknown data set"))
-

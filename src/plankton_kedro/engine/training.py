@@ -65,7 +65,11 @@ def build_optimizer(
     """SGD (Nesterov) with one parameter group per part; parts at lr 0 are frozen."""
     rates = training.lr
     backbone_lr = rates.backbone if backbone_pretrained else rates.backbone_from_scratch
-    part_lr = {"backbone": backbone_lr, "bottleneck": rates.bottleneck, "classifier": rates.classifier}
+    part_lr = {
+        "backbone": backbone_lr,
+        "bottleneck": rates.bottleneck,
+        "classifier": rates.classifier,
+    }
     groups = []
     for part, params in model.parameter_groups().items():
         trainable = part_lr[part] > 0

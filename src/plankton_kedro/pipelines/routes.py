@@ -17,12 +17,8 @@ class Route:
 
 
 ROUTES = {
-    "in_domain": Route(
-        "in_domain", "scratch", "random init -> source plankton set -> target set"
-    ),
-    "out_of_domain": Route(
-        "out_of_domain", None, "model.pretrained (ImageNet) -> target set"
-    ),
+    "in_domain": Route("in_domain", "scratch", "random init -> source plankton set -> target set"),
+    "out_of_domain": Route("out_of_domain", None, "model.pretrained (ImageNet) -> target set"),
     "two_stage": Route(
         "two_stage", "pretrained", "model.pretrained (ImageNet) -> source set -> target set"
     ),

@@ -1,0 +1,367 @@
+"""Read an ImageFolder-style collection in place from a folder or a zip / tar archive.
+
+Nothing is ever unpacked to disk: archive members are read into memory one at a time, unsafe or
+odd members are refused and listed in `ImageSource.skipped`, never extracted.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kedro.io import AbstractDataset, DatasetError
+
+from plankton_kedro.engine.scan import SYSTEM_FILES, SkippedFile
+
+__all__ = ["ImageSource", "ImageSourceDataset", "SkippedFile"]
+
+ARCHIVE_SUFFIXES = {
+    ".tar.gz": "tar",
+    ".tar.bz2": "tar",
+    ".tar.xz": "tar",
+    ".tgz": "tar",
+    ".tar": "tar",
+    ".zip": "zip",
+}
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_UNSAFE = "unsafe path in archive, refused"
+_NOT_REGULAR = "not a regular file"
+_FORK = "macOS resource fork"
+_DUPLICATE = "duplicate path, skipped"
+
+
+@dataclass
+class _Index:
+    """What a collection holds: files (sorted, top folder stripped), directories and refusals."""
+
+    files: list[tuple[str, Any]]  # (relative path, how the kind reads it)
+    dirs: list[str]
+    refused: list[SkippedFile]
+    top: str | None
+
+
+@dataclass
+class _Listing:
+    """Raw paths found by one kind of source, before top-folder detection."""
+
+    files: list[tuple[str, Any]] = field(default_factory=list)
+    dirs: set[str] = field(default_factory=set)
+    refused: list[SkippedFile] = field(default_factory=list)
+
+
+class ImageSource:
+    """A folder or archive of images; what ImageSourceDataset.load() returns. Read-only, lazy.
+
+    The listing is made on first use and cached; `top_folder` and `list_dirs()` trigger it
+    (for a compressed tar that is one decompression pass, iteration is a second one).
+    """
+
+    def __init__(self, location: str | os.PathLike[str], name: str | None = None) -> None:
+        self.location = os.fspath(location)
+        self._path = Path(os.path.abspath(Path(self.location).expanduser()))
+        self.kind = _kind_of(self._path)
+        _check_readable(self._path, self.kind)
+        self.name = name or _default_name(self._path, self.kind)
+        self.skipped: list[SkippedFile] = []
+        self._index: _Index | None = None
+
+    def __repr__(self) -> str:
+        return f"ImageSource(kind={self.kind!r}, location={self.location!r})"
+
+    @property
+    def top_folder(self) -> str | None:
+        """The single top folder stripped from every path, or None when there is none."""
+        return self._get_index().top
+
+    def list_dirs(self) -> list[str]:
+        """Relative posix paths of all directories, explicit or implied, top folder stripped."""
+        return list(self._get_index().dirs)
+
+    def iter_files(self) -> Iterator[tuple[str, bytes]]:
+        """Yield (relative posix path, raw bytes) of every usable regular file, sorted by path.
+
+        Refused entries and unreadable files end up in `self.skipped`, which is rebuilt on
+        every iteration.
+        """
+        index = self._get_index()
+        self.skipped[:] = index.refused
+        read = _KINDS[self.kind][1]
+        yield from read(self._path, index.files, self.skipped)
+
+    def _get_index(self) -> _Index:
+        if self._index is None:
+            self._index = _build_index(_KINDS[self.kind][0](self._path))
+        return self._index
+
+
+class ImageSourceDataset(AbstractDataset[None, ImageSource]):
+    """Kedro dataset: a folder or .zip/.tar/.tar.gz/.tgz archive of class folders, read in place."""
+
+    def __init__(
+        self, *, path: str, name: str | None = None, metadata: dict[str, Any] | None = None
+    ) -> None:
+        self._path = path
+        self._name = name
+        self.metadata = metadata
+
+    def load(self) -> ImageSource:
+        return ImageSource(self._path, name=self._name)
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"ImageSourceDataset({self._path}) is read-only; it cannot save data")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path, "name": self._name}
+
+    def _exists(self) -> bool:
+        return Path(self._path).expanduser().exists()
+
+
+# --- opening ---------------------------------------------------------------------------------
+
+
+def _kind_of(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist")
+    suffix = _archive_suffix(path)
+    if not path.is_file() or suffix is None:
+        raise DatasetError(f"{path} is neither a folder nor a .zip/.tar/.tar.gz/.tgz archive")
+    return ARCHIVE_SUFFIXES[suffix]
+
+
+def _archive_suffix(path: Path) -> str | None:
+    lower = path.name.lower()
+    return next((s for s in ARCHIVE_SUFFIXES if lower.endswith(s)), None)
+
+
+def _default_name(path: Path, kind: str) -> str:
+    """Folder name, or the archive file name without its archive suffix."""
+    suffix = _archive_suffix(path) if kind != "folder" else None
+    return path.name[: -len(suffix)] if suffix else path.name
+
+
+def _check_readable(path: Path, kind: str) -> None:
+    """Open (and close) the folder or archive once, so a bad path fails at load time."""
+    try:
+        if kind == "folder":
+            with os.scandir(path):
+                pass
+        elif kind == "zip":
+            with zipfile.ZipFile(path):
+                pass
+        else:
+            with tarfile.open(path, "r:*"):
+                pass
+    except (zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise DatasetError(f"{path} is not a valid {kind} archive ({exc})") from exc
+    except OSError as exc:
+        raise DatasetError(f"{path} cannot be read ({exc.strerror or exc})") from exc
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+
+def _list_folder(root: Path) -> _Listing:
+    """Walk the folder (following symlinks, each real directory once)."""
+    listing = _Listing()
+    seen: set[str] = set()
+
+    def unreadable(exc: OSError) -> None:
+        rel = Path(exc.filename).relative_to(root).as_posix()
+        listing.refused.append(SkippedFile(rel, f"cannot read folder ({exc.strerror})"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames.clear()
+            continue
+        seen.add(real)
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        if rel_dir != ".":
+            listing.dirs.add(rel_dir)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if os.path.isfile(full):
+                listing.files.append((rel, full))
+            else:
+                listing.refused.append(SkippedFile(rel, _NOT_REGULAR))
+    return listing
+
+
+def _list_zip(path: Path) -> _Listing:
+    listing = _Listing()
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+            _add_member(listing, info.filename, info, is_dir=info.is_dir(), regular=not is_link)
+    return listing
+
+
+def _list_tar(path: Path) -> _Listing:
+    """Read all member headers (one pass; the data of a compressed tar is decompressed)."""
+    listing = _Listing()
+    with _tar_errors(path), tarfile.open(path, "r:*") as archive:
+        for number, member in enumerate(archive):
+            regular = member.isfile()
+            _add_member(listing, member.name, number, is_dir=member.isdir(), regular=regular)
+    return listing
+
+
+def _add_member(listing: _Listing, name: str, key: Any, *, is_dir: bool, regular: bool) -> None:
+    """Record one archive member, refusing unsafe paths and links / devices."""
+    path = _safe_member_path(name)
+    if path is None:
+        if not is_dir:
+            listing.refused.append(SkippedFile(name, _UNSAFE))
+    elif is_dir:
+        if path:
+            listing.dirs.add(path)
+    elif regular:
+        listing.files.append((path, key))
+    else:
+        listing.refused.append(SkippedFile(path, _NOT_REGULAR))
+
+
+def _safe_member_path(name: str) -> str | None:
+    """Normalised relative posix path, or None for absolute, drive-letter or '..' paths."""
+    name = name.replace("\\", "/")
+    parts = name.split("/")
+    if name.startswith("/") or _DRIVE.match(name) or ".." in parts:
+        return None
+    return "/".join(part for part in parts if part not in ("", "."))
+
+
+# --- index: resource forks, top folder, directories ------------------------------------------
+
+
+def _build_index(listing: _Listing) -> _Index:
+    forks = [(p, k) for p, k in listing.files if _is_fork(p)]
+    files = [(p, k) for p, k in listing.files if not _is_fork(p)]
+    top = _detect_top([p for p, _ in files])
+    refused = listing.refused + [SkippedFile(_strip(p, top), _FORK) for p, _ in forks]
+    dirs = {d for p, _ in listing.files for d in _parents(p)} | listing.dirs
+    return _Index(
+        files=_sorted_unique(files, top, refused),
+        dirs=sorted(_strip(d, top) for d in dirs if _is_collection_dir(d, top)),
+        refused=refused,
+        top=top,
+    )
+
+
+def _sorted_unique(
+    files: list[tuple[str, Any]], top: str | None, refused: list[SkippedFile]
+) -> list[tuple[str, Any]]:
+    """Files sorted by relative path; a repeated path (archive duplicate) is refused."""
+    unique: dict[str, Any] = {}
+    for path, key in sorted(files, key=lambda file: (_strip(file[0], top), file[0])):
+        rel = _strip(path, top)
+        if rel in unique:
+            refused.append(SkippedFile(rel, _DUPLICATE))
+        else:
+            unique[rel] = key
+    return list(unique.items())
+
+
+def _is_fork(path: str) -> bool:
+    """macOS metadata: anything under __MACOSX/ or an AppleDouble '._name' file."""
+    return path.split("/", 1)[0] == "__MACOSX" or path.rsplit("/", 1)[-1].startswith("._")
+
+
+def _detect_top(paths: list[str]) -> str | None:
+    """The single first-level folder holding every file in class subfolders, if there is one."""
+    relevant = [p for p in paths if "/" in p or p.lower() not in SYSTEM_FILES]
+    tops = {p.split("/", 1)[0] for p in relevant}
+    if len(tops) != 1 or not all("/" in p for p in relevant):
+        return None
+    return tops.pop() if any(p.count("/") >= 2 for p in relevant) else None
+
+
+def _strip(path: str, top: str | None) -> str:
+    prefix = f"{top}/"
+    return path[len(prefix) :] if top and path.startswith(prefix) else path
+
+
+def _parents(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _is_collection_dir(path: str, top: str | None) -> bool:
+    """Inside the collection (under the top folder if any) and not macOS metadata."""
+    if path.split("/", 1)[0] == "__MACOSX":
+        return False
+    return top is None or path.startswith(f"{top}/")
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _read_folder(
+    _root: Path, files: list[tuple[str, str]], skipped: list[SkippedFile]
+) -> Iterator[tuple[str, bytes]]:
+    for rel, full in files:
+        try:
+            data = Path(full).read_bytes()
+        except OSError as exc:
+            skipped.append(SkippedFile(rel, f"cannot read file ({exc.strerror or exc})"))
+            continue
+        yield rel, data
+
+
+def _read_zip(
+    path: Path, files: list[tuple[str, zipfile.ZipInfo]], skipped: list[SkippedFile]
+) -> Iterator[tuple[str, bytes]]:
+    with zipfile.ZipFile(path) as archive:
+        for rel, info in files:
+            try:
+                data = archive.read(info)
+            except Exception as exc:  # bad CRC, encryption, unsupported compression, ...
+                skipped.append(SkippedFile(rel, f"cannot read from archive ({exc})"))
+                continue
+            yield rel, data
+
+
+def _read_tar(
+    path: Path, files: list[tuple[str, int]], _skipped: list[SkippedFile]
+) -> Iterator[tuple[str, bytes]]:
+    """One sequential pass; members stored out of sorted order wait in memory for their turn.
+
+    A member that cannot be read means the stream is broken: that is an archive error.
+    """
+    order = iter(files)
+    wanted = {number for _, number in files}
+    ready: dict[int, bytes] = {}
+    upcoming = next(order, None)
+    with _tar_errors(path), tarfile.open(path, "r|*") as archive:
+        for number, member in enumerate(archive):
+            if number in wanted:
+                ready[number] = archive.extractfile(member).read()
+            while upcoming is not None and upcoming[1] in ready:
+                yield upcoming[0], ready.pop(upcoming[1])
+                upcoming = next(order, None)
+
+
+@contextmanager
+def _tar_errors(path: Path) -> Iterator[None]:
+    """Turn a tar stream that cannot be read to the end into a DatasetError naming the archive."""
+    try:
+        yield
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DatasetError(f"{path} is truncated or corrupt ({exc})") from exc
+
+
+_KINDS: dict[str, tuple[Callable[[Path], _Listing], Callable[..., Iterator[tuple[str, bytes]]]]] = {
+    "folder": (_list_folder, _read_folder),
+    "zip": (_list_zip, _read_zip),
+    "tar": (_list_tar, _read_tar),
+}

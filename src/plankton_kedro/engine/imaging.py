@@ -1,0 +1,163 @@
+"""Decode arbitrary image bytes into clean 8-bit RGB and square uint8 arrays.
+
+Plain library code (no Kedro): every failure to read a file is raised as `ImageDecodeError` with a
+short human-readable reason, so callers can skip the file and report why.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+# Raster formats of the usual image file extensions only: never hand untrusted bytes to plugins
+# such as EPS, which runs Ghostscript.
+FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
+_BIT_DEPTHS = (8, 10, 12, 14, 16)
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
+# Magic numbers of the usual image formats: such a file that PIL cannot identify is damaged,
+# not "not an image".
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*")
+_MAX_DETAIL = 80
+
+
+class ImageDecodeError(ValueError):
+    """A file that is not a usable image; str() is the human-readable reason."""
+
+
+def decode_image(data: bytes, *, fill: int = 255) -> Image.Image:
+    """Fully decode image bytes into an 8-bit RGB image (transparency composited over `fill`)."""
+    return to_rgb(load_image(data), fill=fill)
+
+
+def load_image(data: bytes) -> Image.Image:
+    """Fully decode the first frame of image bytes, keeping the original mode and size.
+
+    Only `FORMATS` are recognised; anything else is "not an image".
+    """
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data), formats=FORMATS)
+        _check_size(img)
+        img.load()
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise _too_large() from exc
+    except UnidentifiedImageError as exc:
+        raise _unidentified(data) from exc
+    except Exception as exc:  # any decoder failure means a damaged file
+        raise ImageDecodeError(f"truncated or corrupt image ({_short(exc)})") from exc
+    return img
+
+
+def to_rgb(img: Image.Image, *, fill: int = 255) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB, scaling high bit depths instead of clipping them."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        return _gray_to_rgb(_scale_by_bit_depth(np.asarray(img)))
+    if img.mode == "F":
+        return _gray_to_rgb(_scale_float(np.asarray(img)))
+    if img.mode in _ALPHA_MODES or "transparency" in img.info:
+        return _composite(img.convert("RGBA"), fill)
+    if img.mode == "RGB":
+        return img
+    try:
+        return img.convert("RGB")
+    except ValueError as exc:
+        raise ImageDecodeError(f"unsupported image mode '{img.mode}'") from exc
+
+
+def pad_to_square(img: Image.Image, fill: int = 255) -> Image.Image:
+    """Centre the image on a square canvas of grey `fill`, so resizing keeps the aspect ratio."""
+    width, height = img.size
+    side = max(width, height)
+    if width == height:
+        return img
+    colour = fill if len(img.getbands()) == 1 else (fill,) * len(img.getbands())
+    canvas = Image.new(img.mode, (side, side), colour)
+    canvas.paste(img, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def pad_and_resize(img: Image.Image, size: int, fill: int = 255) -> np.ndarray:
+    """Pad to square, then antialias-resize to a C-contiguous uint8 (size, size, 3) array."""
+    square = pad_to_square(img.convert("RGB"), fill)
+    resized = square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.array(resized, dtype=np.uint8, order="C")
+
+
+def _check_size(img: Image.Image) -> None:
+    """Refuse images without pixels, and what PIL only warns about: over MAX_IMAGE_PIXELS."""
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = img.size
+    if width * height == 0:
+        raise ImageDecodeError(f"empty image ({width}x{height} pixels)")
+    if limit is not None and width * height > limit:
+        raise _too_large()
+
+
+def _too_large() -> ImageDecodeError:
+    return ImageDecodeError(
+        f"image too large (over {Image.MAX_IMAGE_PIXELS} pixels), refused as a decompression bomb"
+    )
+
+
+def _unidentified(data: bytes) -> ImageDecodeError:
+    """Explain bytes PIL cannot identify: damaged image, HTML/text, or an unknown format."""
+    if data.startswith(_IMAGE_SIGNATURES):
+        return ImageDecodeError("truncated or corrupt image (header unreadable)")
+    head = data[:512].lstrip()
+    if head.startswith(b"<"):
+        return ImageDecodeError("not an image (looks like HTML/XML text)")
+    if _is_text(head):
+        return ImageDecodeError("not an image (looks like a text file)")
+    return ImageDecodeError("not an image (cannot identify image file)")
+
+
+def _is_text(head: bytes) -> bool:
+    """True when the bytes decode as UTF-8 without control characters other than whitespace."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut at the end of `head`
+            return False
+        text = head[: exc.start].decode("utf-8")
+    return not re.search(r"[\x00-\x08\x0e-\x1f]", text)
+
+
+def _short(exc: Exception) -> str:
+    """PIL's message without object reprs, cut to a readable length."""
+    text = re.sub(r"\s*<[^>]*object at 0x[0-9a-f]+>", "", str(exc)).strip() or type(exc).__name__
+    return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
+
+
+def _scale_by_bit_depth(values: np.ndarray) -> np.ndarray:
+    """Map integer pixels to 0..255 by the bit depth actually used (12-bit data is not dark)."""
+    values = np.clip(values.astype(np.int64), 0, None)
+    peak = int(values.max())
+    bits = next((b for b in _BIT_DEPTHS if peak < 2**b), peak.bit_length())
+    return np.rint(values * (255 / (2**bits - 1))).astype(np.uint8)
+
+
+def _scale_float(values: np.ndarray) -> np.ndarray:
+    """Clip float pixels to 0..255 when they fit that range, else min-max scale them."""
+    values = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = float(values.min()), float(values.max())
+    if high > 255:
+        values = (values - low) * (255 / (high - low))
+    return np.rint(np.clip(values, 0, 255)).astype(np.uint8)
+
+
+def _gray_to_rgb(gray: np.ndarray) -> Image.Image:
+    return Image.fromarray(gray, "L").convert("RGB")
+
+
+def _composite(rgba: Image.Image, fill: int) -> Image.Image:
+    """Flatten transparency onto a grey `fill` background (not black, which would invent edges)."""
+    background = Image.new("RGB", rgba.size, (fill, fill, fill))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background

@@ -1,0 +1,44 @@
+"""Shared fixtures: telemetry off, tiny synthetic collections, the project root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+# Tiny models gain nothing from intra-op threads, and spinning OpenMP threads make them
+# orders of magnitude slower whenever another process holds a core.
+torch.set_num_threads(1)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+TINY_MODEL = "test_efficientnet"
+
+
+@pytest.fixture
+def tiny_cache() -> tuple[np.ndarray, pd.DataFrame]:
+    """A learnable 3-class cache (dark square, bright bar, gradient) with a manifest."""
+    rng = np.random.default_rng(0)
+    size, per_class = 20, 24
+    images, rows = [], []
+    for label in ("bar", "gradient", "square"):
+        for i in range(per_class):
+            image = np.full((size, size, 3), 255, np.uint8)
+            if label == "square":
+                image[5:15, 5:15] = 40
+            elif label == "bar":
+                image[:, 8:12] = 80
+            else:
+                image[:] = np.linspace(0, 255, size, dtype=np.uint8)[None, :, None]
+            noise = rng.integers(-20, 20, image.shape)
+            images.append(np.clip(image.astype(int) + noise, 0, 255).astype(np.uint8))
+            split = "train" if i < 16 else "val" if i < 20 else "test"
+            rows.append({"rel_path": f"{label}/{i:03d}.png", "label": label, "split": split})
+    manifest = pd.DataFrame(rows)
+    manifest.attrs.update(dataset="tiny", version="2026-01-01T00.00.00.000Z")
+    return np.stack(images), manifest

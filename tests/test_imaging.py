@@ -1,0 +1,210 @@
+"""Decoding, mode conversion and padding of single images (all built in memory)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+
+from plankton_kedro.engine.imaging import (
+    ImageDecodeError,
+    decode_image,
+    load_image,
+    pad_and_resize,
+    pad_to_square,
+)
+
+FILL = 200
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def pixels(data: bytes) -> np.ndarray:
+    img = decode_image(data, fill=FILL)
+    assert img.mode == "RGB"
+    return np.asarray(img)
+
+
+def noisy_rgb(width: int = 64, height: int = 48) -> Image.Image:
+    values = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(values)
+
+
+# --- conversions -----------------------------------------------------------------------------
+
+
+def test_grey_becomes_three_equal_channels():
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    rgb = pixels(encode(Image.fromarray(grey, "L")))
+    assert rgb.shape == (8, 8, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(rgb[..., channel], grey)
+
+
+def test_one_bit_maps_to_black_and_white():
+    bits = Image.new("1", (4, 4), 0)
+    bits.putpixel((1, 1), 1)
+    rgb = pixels(encode(bits))
+    assert tuple(rgb[1, 1]) == (255, 255, 255)
+    assert tuple(rgb[0, 0]) == (0, 0, 0)
+
+
+def test_la_transparent_area_becomes_fill():
+    la = Image.new("LA", (4, 4), (10, 255))
+    la.putpixel((0, 0), (10, 0))
+    rgb = pixels(encode(la))
+    assert tuple(rgb[0, 0]) == (FILL,) * 3
+    assert tuple(rgb[3, 3]) == (10,) * 3
+
+
+def test_palette_with_and_without_transparency():
+    palette = Image.new("P", (4, 4), 1)
+    palette.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    assert tuple(pixels(encode(palette))[0, 0]) == (0, 0, 0)
+    transparent = pixels(encode(palette, transparency=0))
+    assert tuple(transparent[0, 0]) == (FILL,) * 3
+    assert tuple(transparent[2, 2]) == (255, 0, 0)
+
+
+def test_rgba_is_composited_over_fill_not_black():
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 255, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    rgba.putpixel((1, 1), (0, 0, 0, 128))
+    rgb = pixels(encode(rgba))
+    assert tuple(rgb[0, 0]) == (FILL,) * 3
+    assert tuple(rgb[3, 3]) == (0, 0, 255)
+    assert 90 <= rgb[1, 1, 0] <= 110  # half-transparent black over grey 200
+
+
+def test_twelve_bit_content_in_sixteen_bit_image_is_not_dark():
+    values = np.linspace(0, 4095, 64, dtype=np.uint16).reshape(8, 8)
+    img = Image.fromarray(values)
+    assert img.mode == "I;16"
+    rgb = pixels(encode(img))
+    assert rgb.max() == 255
+    assert rgb[..., 0].flat[31] == pytest.approx(int(values.flat[31]) * 255 / 4095, abs=1)
+
+
+def test_full_range_sixteen_bit_maps_max_to_255():
+    values = np.array([[0, 32768], [65535, 1000]], dtype=np.uint16)
+    rgb = pixels(encode(Image.fromarray(values), "TIFF"))
+    assert rgb[1, 0, 0] == 255
+    assert rgb[0, 1, 0] == 128
+    assert rgb[0, 0, 0] == 0
+
+
+def test_eight_bit_content_in_sixteen_bit_image_is_unchanged():
+    values = np.array([[0, 100], [200, 255]], dtype=np.uint16)
+    rgb = pixels(encode(Image.fromarray(values)))
+    np.testing.assert_array_equal(rgb[..., 0], values)
+
+
+def test_float_images_clip_or_rescale():
+    small = np.array([[-5.0, 100.4], [255.0, 30.0]], dtype=np.float32)
+    np.testing.assert_array_equal(
+        pixels(encode(Image.fromarray(small), "TIFF"))[..., 0], [[0, 100], [255, 30]]
+    )
+    large = np.array([[1000.0, 2000.0], [3000.0, 1000.0]], dtype=np.float32)
+    np.testing.assert_array_equal(
+        pixels(encode(Image.fromarray(large), "TIFF"))[..., 0], [[0, 128], [255, 0]]
+    )
+
+
+def test_cmyk_becomes_rgb():
+    cyan = Image.new("CMYK", (4, 4), (255, 0, 0, 0))
+    rgb = pixels(encode(cyan, "TIFF"))
+    assert tuple(rgb[0, 0]) == (0, 255, 255)
+
+
+def test_multi_frame_image_uses_first_frame():
+    frames = [Image.new("RGB", (4, 4), colour) for colour in ((255, 0, 0), (0, 0, 255))]
+    data = encode(frames[0], "TIFF", save_all=True, append_images=frames[1:])
+    assert tuple(pixels(data)[0, 0]) == (255, 0, 0)
+
+
+def test_load_image_keeps_original_mode_and_size():
+    img = load_image(encode(Image.new("P", (7, 5))))
+    assert (img.mode, img.size) == ("P", (7, 5))
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty file (0 bytes)"),
+        (
+            b"<!DOCTYPE html><html><body>404</body></html>",
+            "not an image (looks like HTML/XML text)",
+        ),
+        (b"just some notes\n", "not an image (looks like a text file)"),
+        (("a" + "é" * 300).encode(), "not an image (looks like a text file)"),
+        (
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n",
+            "not an image (looks like a text file)",
+        ),
+        (bytes(range(256)) * 4, "not an image (cannot identify image file)"),
+    ],
+)
+def test_non_images_have_clear_reasons(data, reason):
+    with pytest.raises(ImageDecodeError) as caught:
+        decode_image(data)
+    assert str(caught.value) == reason
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+@pytest.mark.parametrize("keep", [0.5, 30])
+def test_truncated_images_are_refused(fmt, keep):
+    data = encode(noisy_rgb(), fmt)
+    cut = int(len(data) * keep) if keep < 1 else keep
+    with pytest.raises(ImageDecodeError, match=r"^truncated or corrupt image \(.+\)$"):
+        decode_image(data[:cut])
+    assert not ImageFile.LOAD_TRUNCATED_IMAGES
+
+
+def test_decompression_bombs_are_refused(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageDecodeError, match="decompression bomb"):
+        decode_image(encode(Image.new("L", (20, 20))))  # over twice the limit: PIL raises
+    with (
+        pytest.warns(Image.DecompressionBombWarning),
+        pytest.raises(ImageDecodeError, match="decompression bomb"),
+    ):
+        decode_image(encode(Image.new("L", (12, 12))))  # over the limit: PIL only warns
+
+
+# --- padding and resizing --------------------------------------------------------------------
+
+
+def test_pad_to_square_centres_on_fill():
+    wide = Image.new("RGB", (10, 4), (255, 0, 0))
+    square = np.asarray(pad_to_square(wide, fill=FILL))
+    assert square.shape == (10, 10, 3)
+    assert (square[:3] == FILL).all() and (square[7:] == FILL).all()
+    assert (square[3:7] == (255, 0, 0)).all()
+    assert pad_to_square(Image.new("L", (4, 9)), fill=FILL).size == (9, 9)
+
+
+def test_pad_and_resize_keeps_aspect_with_fill_bands():
+    wide = Image.new("RGB", (200, 100), (0, 0, 0))
+    out = pad_and_resize(wide, 32, fill=FILL)
+    assert out.shape == (32, 32, 3)
+    assert out.dtype == np.uint8
+    assert out.flags["C_CONTIGUOUS"]
+    assert (out[:4] == FILL).all() and (out[-4:] == FILL).all()  # bands top and bottom
+    assert (out[12:20] <= 2).all()  # the object stays centred
+    assert (out[:, :1] != FILL).any()  # full width used
+
+
+def test_pad_and_resize_upscales_small_images():
+    out = pad_and_resize(Image.new("RGB", (3, 3), (9, 9, 9)), 16)
+    assert out.shape == (16, 16, 3)
+    assert (out == 9).all()

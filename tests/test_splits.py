@@ -1,0 +1,59 @@
+"""Stratified seeded splits."""
+
+import pandas as pd
+import pytest
+
+from plankton_kedro.engine.splits import (
+    classes_missing_splits,
+    split_counts,
+    split_table,
+    stratified_split,
+)
+
+
+def _collection(sizes):
+    rows = [(f"{label}/{i:04d}.png", label) for label, n in sizes.items() for i in range(n)]
+    return pd.DataFrame(rows, columns=["rel_path", "label"])
+
+
+def test_split_is_stratified_deterministic_and_disjoint():
+    frame = _collection({"a": 100, "b": 40, "c": 10})
+    split = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=1)
+    again = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=1)
+    other = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=2)
+    assert split.equals(again)
+    assert not split.equals(other)
+    table = split_table(frame.assign(split=split))
+    assert table["a"] == {"train": 60, "val": 20, "test": 20, "total": 100}
+    assert table["b"] == {"train": 24, "val": 8, "test": 8, "total": 40}
+    assert table["c"] == {"train": 6, "val": 2, "test": 2, "total": 10}
+    assert len(split) == len(frame)  # each image in exactly one split
+
+
+def test_split_does_not_depend_on_listing_order():
+    frame = _collection({"a": 30, "b": 12})
+    shuffled = frame.sample(frac=1, random_state=0)
+    first = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=0)
+    second = stratified_split(shuffled["rel_path"], shuffled["label"], val=0.2, test=0.2, seed=0)
+    assert dict(zip(frame["rel_path"], first, strict=True)) == dict(
+        zip(shuffled["rel_path"], second, strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(1, (1, 0, 0)), (2, (1, 0, 1)), (3, (1, 1, 1)), (4, (2, 1, 1)), (10, (6, 2, 2))],
+)
+def test_tiny_classes_keep_a_training_image(n, expected):
+    assert split_counts(n, val=0.2, test=0.2) == expected
+
+
+def test_tiny_classes_are_reported_not_dropped():
+    frame = _collection({"big": 20, "pair": 2, "single": 1})
+    split = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=0)
+    table = split_table(frame.assign(split=split))
+    assert table["single"]["total"] == 1 and table["pair"]["total"] == 2
+    tiny = classes_missing_splits(table, val=0.2, test=0.2)
+    assert set(tiny) == {"pair", "single"}
+    assert "none in val, test" in tiny["single"]
+    assert "none in val" in tiny["pair"]

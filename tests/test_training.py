@@ -1,0 +1,163 @@
+"""Training loop pieces: schedule, optimiser groups, sampler, errors, determinism."""
+
+import numpy as np
+import pytest
+import torch
+
+from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
+from plankton_kedro.engine.data import CachedImages, EpochSampler, fixed_subset
+from plankton_kedro.engine.model import build_model
+from plankton_kedro.engine.stages import StageInputError, evaluate_checkpoint, train_stage
+from plankton_kedro.engine.training import build_optimizer, lr_multiplier, updates_per_epoch
+
+from .conftest import TINY_MODEL
+
+
+@pytest.mark.parametrize(("t", "expected"), [(0.0, 1.0), (0.5, 0.261), (1.0, 0.166)])
+def test_exponential_step_schedule_values(t, expected):
+    assert lr_multiplier(int(t * 1000), 1000, gamma=10, power=0.75) == pytest.approx(
+        expected, abs=1e-3
+    )
+
+
+def test_part_with_zero_learning_rate_is_frozen():
+    net, _ = build_model("test_resnet", num_classes=3)
+    training = TrainingParams(lr={"backbone": 0.0, "bottleneck": 0.1, "classifier": 0.2})
+    optimizer = build_optimizer(net, training, backbone_pretrained=True)
+    assert [g["name"] for g in optimizer.param_groups] == ["bottleneck", "classifier"]
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.2]
+    assert not any(p.requires_grad for p in net.backbone.parameters())
+    assert optimizer.defaults["nesterov"] is True
+
+
+def test_backbone_from_scratch_uses_its_own_learning_rate():
+    net, _ = build_model("test_resnet", num_classes=3)
+    training = TrainingParams(lr={"backbone": 0.001, "backbone_from_scratch": 0.03})
+    optimizer = build_optimizer(net, training, backbone_pretrained=False)
+    assert optimizer.param_groups[0]["name"] == "backbone"
+    assert optimizer.param_groups[0]["lr"] == 0.03
+
+
+def test_train_split_too_small_for_one_update_is_a_clear_error():
+    with pytest.raises(ValueError, match="fewer than one optimiser update"):
+        updates_per_epoch(15, TrainingParams(batch_size=8, accumulation_steps=2))
+    assert updates_per_epoch(16, TrainingParams(batch_size=8, accumulation_steps=2)) == 1
+    assert updates_per_epoch(10_000, TrainingParams(batch_size=8)) == 100
+
+
+def test_epoch_sampler_is_seeded_and_walks_the_whole_set_before_repeating():
+    first = list(EpochSampler(10, 25, seed=1, epoch=3))
+    assert first == list(EpochSampler(10, 25, seed=1, epoch=3))
+    assert first != list(EpochSampler(10, 25, seed=1, epoch=4))
+    positions = [p for p, _ in first]
+    assert sorted(positions[:10]) == list(range(10))
+    assert sorted(positions[10:20]) == list(range(10))
+
+
+def test_augmentation_differs_per_sample_and_is_reproducible():
+    images = np.arange(4 * 10 * 10 * 3, dtype=np.uint8).reshape(4, 10, 10, 3)
+    data = CachedImages(images, np.zeros(4), [0, 1, 2, 3], 8, train=True)
+    crops = [data[(0, seed)][0] for seed in range(20)]
+    assert crops[0].shape == (3, 8, 8)
+    assert len({c.numpy().tobytes() for c in crops}) > 1
+    assert torch.equal(data[(0, 5)][0], data[(0, 5)][0])
+    centre = CachedImages(images, np.zeros(4), [0], 8, train=False)[0][0]
+    assert torch.equal(centre, torch.from_numpy(images[0, 1:9, 1:9]).permute(2, 0, 1))
+
+
+def test_validation_subset_is_fixed():
+    subset = fixed_subset(np.arange(100), 10, seed=3)
+    assert np.array_equal(subset, fixed_subset(np.arange(100), 10, seed=3))
+    assert len(subset) == 10
+    assert np.array_equal(fixed_subset(np.arange(5), 10, seed=3), np.arange(5))
+
+
+def _train(tiny_cache, **training):
+    images, manifest = tiny_cache
+    settings = {
+        "max_epochs": 3,
+        "batch_size": 8,
+        "max_updates_per_epoch": 4,
+        "patience": 5,
+        "lr": {"backbone_from_scratch": 0.05, "bottleneck": 0.05, "classifier": 0.05},
+    }
+    return train_stage(
+        images,
+        manifest,
+        model=ModelParams(name=TINY_MODEL, bottleneck_dim=32),
+        data=DataParams(image_size=16, resize_ratio=0.8),
+        training=TrainingParams(**{**settings, **training}),
+        route="test",
+        stage="pretraining",
+        backbone_init="scratch",
+    )
+
+
+def test_same_seed_gives_identical_weights_and_history(tiny_cache):
+    a, b = _train(tiny_cache), _train(tiny_cache)
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    strip = [
+        {k: v for k, v in h.items() if k not in ("seconds", "images_per_second")}
+        for h in a["history"]
+    ]
+    assert strip == [
+        {k: v for k, v in h.items() if k not in ("seconds", "images_per_second")}
+        for h in b["history"]
+    ]
+    assert a["class_names"] == ["bar", "gradient", "square"]
+    assert len(a["history"]) == 3
+
+
+def test_training_learns_and_evaluation_reports_metrics(tiny_cache):
+    checkpoint = _train(tiny_cache, max_epochs=6)
+    assert checkpoint["best_score"] >= 0.9
+    metrics, figure = evaluate_checkpoint(checkpoint, *tiny_cache)
+    assert metrics["accuracy"] >= 0.9
+    assert metrics["n_test"] == 12
+    assert set(metrics["per_class"]) == {"bar", "gradient", "square"}
+    assert {"f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
+    assert metrics["manifest_version"] == "2026-01-01T00.00.00.000Z"
+    assert figure.axes
+
+
+def test_early_stopping_counts_patience_after_min_epochs(tiny_cache):
+    frozen = {"classifier": 0.0, "bottleneck": 0.0, "backbone_from_scratch": 1e-12}
+    checkpoint = _train(tiny_cache, max_epochs=30, min_epochs=2, patience=1, lr=frozen)
+    assert checkpoint["stopped_early"]
+    # no real learning: the best epoch is early, then one epoch past min_epochs without gain
+    assert len(checkpoint["history"]) == max(3, checkpoint["best_epoch"] + 1)
+
+
+def test_cache_of_another_size_is_refused(tiny_cache):
+    images, manifest = tiny_cache
+    with pytest.raises(StageInputError, match="data.image_size=32 needs 40 px"):
+        train_stage(
+            images,
+            manifest,
+            model=ModelParams(name=TINY_MODEL),
+            data=DataParams(image_size=32, resize_ratio=0.8),
+            training=TrainingParams(),
+            route="test",
+            stage="pretraining",
+            backbone_init="scratch",
+        )
+
+
+def test_stage_two_refuses_a_checkpoint_of_another_architecture(tiny_cache):
+    checkpoint = _train(tiny_cache, max_epochs=1)
+    images, manifest = tiny_cache
+    with pytest.raises(
+        StageInputError, match="'test_efficientnet' but model.name is 'test_resnet'"
+    ):
+        train_stage(
+            images,
+            manifest,
+            model=ModelParams(name="test_resnet"),
+            data=DataParams(image_size=16, resize_ratio=0.8),
+            training=TrainingParams(),
+            route="test",
+            stage="fine_tuning",
+            backbone_init="checkpoint",
+            init_checkpoint=checkpoint,
+        )
