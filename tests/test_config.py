@@ -32,7 +32,6 @@ def test_empty_stage_section_keeps_global_values():
     [
         (TrainingParams, {"max_epochs": 0}, "greater than 0"),
         (TrainingParams, {"selection_metric": "auc"}, "accuracy"),
-        (TrainingParams, {"min_epochs": 5, "max_epochs": 2}, "min_epochs"),
         (TrainingParams, {"max_epoch": 2}, "Extra inputs are not permitted"),
         (ModelParams, {"name": "resnet_18"}, "resnet18"),
         (ModelParams, {"pretrained": "/no/such/weights.safetensors"}, "no such file"),

@@ -5,6 +5,7 @@ import pytest
 
 from plankton_kedro.engine.splits import (
     classes_missing_splits,
+    keep_duplicates_together,
     split_counts,
     split_table,
     stratified_split,
@@ -57,3 +58,11 @@ def test_tiny_classes_are_reported_not_dropped():
     assert set(tiny) == {"pair", "single"}
     assert "none in val, test" in tiny["single"]
     assert "none in val" in tiny["pair"]
+
+
+def test_duplicates_are_moved_into_one_split():
+    split = pd.Series(["train", "test", "val", "test"])
+    paths = pd.Series(["b/2.png", "a/1.png", "c/3.png", "d/4.png"])
+    keys = pd.Series(["x", "x", "y", "x"])
+    together = keep_duplicates_together(split, paths, keys)
+    assert together.tolist() == ["test", "test", "val", "test"]  # a/1.png comes first

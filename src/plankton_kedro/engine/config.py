@@ -95,7 +95,7 @@ class TrainingParams(_Strict):
     seed: int = 42
     device: str = "auto"
     max_epochs: PositiveInt = 30
-    min_epochs: int = Field(0, ge=0)
+    min_epochs: int = Field(0, ge=0)  # early stopping only after this many (capped at max)
     patience: PositiveInt = 50
     batch_size: PositiveInt = 8
     accumulation_steps: PositiveInt = 1
@@ -117,15 +117,6 @@ class TrainingParams(_Strict):
         if value != "auto" and value != "cpu" and not value.startswith("cuda"):
             raise ValueError(f"training.device must be 'auto', 'cpu' or 'cuda[:N]', not '{value}'")
         return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainingParams:
-        if self.min_epochs > self.max_epochs:
-            raise ValueError(
-                f"training.min_epochs ({self.min_epochs}) is larger than "
-                f"training.max_epochs ({self.max_epochs})"
-            )
-        return self
 
     def overridden(self, overrides: dict[str, Any]) -> TrainingParams:
         """These settings with a stage's partial ``overrides`` applied (nested dicts merge)."""

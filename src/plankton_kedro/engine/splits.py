@@ -53,6 +53,17 @@ def stratified_split(
     return result
 
 
+def keep_duplicates_together(split: pd.Series, rel_paths: pd.Series, keys: pd.Series) -> pd.Series:
+    """Put every group of identical files (same ``keys``, e.g. SHA-1) in one split: the split
+    of the group's first path, so a copy in train never inflates a test score."""
+    frame = pd.DataFrame({"split": split, "rel_path": rel_paths, "key": keys})
+    duplicated = frame[frame.duplicated("key", keep=False)].sort_values("rel_path")
+    first = duplicated.groupby("key")["split"].transform("first")
+    result = split.copy()
+    result.loc[first.index] = first
+    return result
+
+
 def split_table(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Images per class and split: ``{label: {train, val, test, total}}``."""
     table = pd.crosstab(manifest["label"], manifest["split"]).reindex(columns=SPLITS, fill_value=0)

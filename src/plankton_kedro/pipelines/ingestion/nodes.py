@@ -13,7 +13,12 @@ import pandas as pd
 from plankton_kedro.datasets.image_source import ImageSource
 from plankton_kedro.engine.config import DataParams, IngestionParams
 from plankton_kedro.engine.scan import scan_images
-from plankton_kedro.engine.splits import classes_missing_splits, split_table, stratified_split
+from plankton_kedro.engine.splits import (
+    classes_missing_splits,
+    keep_duplicates_together,
+    split_table,
+    stratified_split,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +75,14 @@ def scan_collection(
 
 
 def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataFrame:
-    """The manifest: one row per usable image with its stratified, seeded split."""
+    """The manifest: one row per usable image with its stratified, seeded split
+    (byte-identical files always share a split)."""
     split = ingestion.split
-    manifest = records.assign(
-        split=stratified_split(
-            records["rel_path"], records["label"], val=split.val, test=split.test, seed=split.seed
-        )
-    )[MANIFEST_COLUMNS].reset_index(drop=True)
+    assigned = stratified_split(
+        records["rel_path"], records["label"], val=split.val, test=split.test, seed=split.seed
+    )
+    assigned = keep_duplicates_together(assigned, records["rel_path"], records["sha1"])
+    manifest = records.assign(split=assigned)[MANIFEST_COLUMNS].reset_index(drop=True)
     manifest.attrs["dataset"] = records.attrs.get("dataset")
     return manifest
 

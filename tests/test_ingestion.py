@@ -1,0 +1,97 @@
+"""Ingestion nodes on a collection with every kind of bad file."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.engine.config import DataParams, IngestionParams
+from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
+
+
+def _png(value: int, size=(30, 20), mode="L") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, value).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def messy_folder(tmp_path):
+    root = tmp_path / "messy"
+    for label, count, offset in (("copepod", 12, 1), ("diatom", 10, 4), ("rare", 2, 7)):
+        (root / label).mkdir(parents=True)
+        for i in range(count):
+            (root / label / f"{i:02d}.png").write_bytes(_png(10 * i + offset))
+    good = _png(77)
+    (root / "copepod" / "dup.png").write_bytes(good)
+    (root / "diatom" / "dup.png").write_bytes(good)
+    (root / "copepod" / "truncated.png").write_bytes(_png(5, (200, 200))[:60])
+    (root / "copepod" / "zero.jpg").write_bytes(b"")
+    (root / "diatom" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "diatom" / "readme.txt").write_text("labels by hand")
+    (root / "diatom" / "page.jpg").write_text("<!DOCTYPE html><html></html>")
+    (root / "empty_class").mkdir()
+    return root
+
+
+def test_bad_files_are_listed_with_reasons_and_good_ones_kept(messy_folder):
+    source = ImageSourceDataset(path=str(messy_folder)).load()
+    data, ingestion = DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
+    records, cache, summary = scan_collection(source, data, ingestion)
+    manifest = split_records(records, ingestion)
+    report = build_report(manifest, summary, data, ingestion)
+
+    reasons = {item["path"]: item["reason"] for item in report["skipped"]}
+    assert reasons["copepod/truncated.png"].startswith("truncated or corrupt image")
+    assert reasons["copepod/zero.jpg"] == "empty file (0 bytes)"
+    assert reasons["diatom/.DS_Store"].startswith("not an image file")
+    assert reasons["diatom/readme.txt"].startswith("not an image file")
+    assert reasons["diatom/page.jpg"].startswith("not an image")
+    assert report["empty_classes"] == ["empty_class"]
+    assert report["images"] == len(manifest) == len(cache) == 12 + 10 + 2 + 2
+    assert report["skipped_count"] == 5
+    assert report["files_seen"] == 31
+    assert report["per_class"]["rare"]["total"] == 2
+    assert "rare" in report["tiny_classes"]
+    # byte-identical files are reported and kept in one split (no train/test leakage)
+    [duplicate] = report["duplicates"]
+    assert duplicate["paths"] == ["copepod/dup.png", "diatom/dup.png"]
+    assert duplicate["labels"] == ["copepod", "diatom"]
+    assert len(duplicate["splits"]) == 1
+    assert list(manifest.columns) == [
+        "rel_path",
+        "label",
+        "width",
+        "height",
+        "mode",
+        "bytes",
+        "sha1",
+        "split",
+    ]
+    assert manifest.attrs["dataset"] == "messy"
+    assert cache.shape == (26, 20, 20, 3) and cache.dtype == np.uint8
+
+
+def test_padding_is_white_and_aspect_is_kept(messy_folder):
+    source = ImageSourceDataset(path=str(messy_folder)).load()
+    records, cache, _ = scan_collection(
+        source, DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
+    )
+    row = records.index[records["rel_path"] == "copepod/00.png"][0]
+    image = cache[row]  # a 30x20 grey-3 image padded to 30x30 then resized to 20x20
+    assert (image[0] == 255).all() and (image[-1] == 255).all()
+    assert image[10, 10, 0] == 1
+
+
+def test_an_archive_without_usable_images_is_a_clear_error(tmp_path):
+    path = tmp_path / "nothing.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("a/readme.txt", "no images here")
+    source = ImageSourceDataset(path=str(path)).load()
+    with pytest.raises(ValueError, match=r"nothing\.zip: no usable image found in 1 files"):
+        scan_collection(source, DataParams(image_size=16), IngestionParams())
