@@ -1,0 +1,114 @@
+"""Route pipelines run with an in-memory catalog and the SequentialRunner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from kedro.framework.project import configure_project
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from PIL import Image, ImageDraw
+
+from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.engine.config import (
+    DataParams,
+    IngestionParams,
+    ModelParams,
+    StageParams,
+    TrainingParams,
+)
+from plankton_kedro.pipeline_registry import register_pipelines
+from plankton_kedro.pipelines.routes import ROUTES, build_route
+
+from .conftest import TINY_MODEL
+
+SHAPES = ("bar", "disc", "cross")
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so the test can inspect it afterwards."""
+
+    def _release(self) -> None:
+        pass
+
+
+def _draw(shape: str, rng: np.random.Generator) -> Image.Image:
+    size = int(rng.integers(24, 40))
+    image = Image.new("L", (size, size + int(rng.integers(-6, 6))), 255)
+    draw = ImageDraw.Draw(image)
+    c, r = size / 2, size / 3
+    grey = int(rng.integers(20, 90))
+    if shape == "bar":
+        draw.rectangle([c - 3, 2, c + 3, size - 2], fill=grey)
+    elif shape == "disc":
+        draw.ellipse([c - r, c - r, c + r, c + r], fill=grey)
+    else:
+        draw.line([2, 2, size - 2, size - 2], fill=grey, width=4)
+        draw.line([2, size - 2, size - 2, 2], fill=grey, width=4)
+    return image.rotate(float(rng.uniform(0, 360)), fillcolor=255)
+
+
+def _collection(root, per_class: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for shape in SHAPES:
+        (root / shape).mkdir(parents=True)
+        for i in range(per_class):
+            _draw(shape, rng).save(root / shape / f"{i:03d}.png")
+    return ImageSourceDataset(path=str(root)).load()
+
+
+def _catalog(tmp_path, route: str) -> DataCatalog:
+    settings = {
+        "model": ModelParams(name=TINY_MODEL, bottleneck_dim=32),
+        "data": DataParams(image_size=24, resize_ratio=0.8),
+        "training": TrainingParams(
+            max_epochs=2,
+            batch_size=8,
+            max_updates_per_epoch=3,
+            lr={"backbone_from_scratch": 0.05, "bottleneck": 0.05, "classifier": 0.05},
+        ),
+        "ingestion": IngestionParams(workers=1),
+        "pretraining": StageParams(training={"max_epochs": 3}),
+        "fine_tuning": StageParams(),
+    }
+    datasets = {f"params:{key}": MemoryDataset(value) for key, value in settings.items()}
+    datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
+    datasets["target_images"] = MemoryDataset(_collection(tmp_path / "target", 10, 1))
+    for name in ("source_model", "target_model", "metrics"):
+        datasets[f"{route}.{name}"] = KeptDataset()
+    datasets["target_ingestion_report"] = KeptDataset()
+    return DataCatalog(datasets)
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+def test_route_runs_end_to_end_in_memory(tmp_path, route):
+    catalog = _catalog(tmp_path, route)
+    SequentialRunner().run(build_route(route), catalog)
+    metrics = catalog.load(f"{route}.metrics")
+    assert metrics["route"] == route
+    assert metrics["n_test"] == 6  # 20% of 10 images in each of 3 classes
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    model = catalog.load(f"{route}.target_model")
+    assert model["class_names"] == sorted(SHAPES)
+    assert model["stage"] == "fine_tuning"
+    has_stage_one = ROUTES[route].stage1_init is not None
+    assert catalog.exists(f"{route}.source_model") == has_stage_one
+    if has_stage_one:
+        source_model = catalog.load(f"{route}.source_model")
+        # the stage override (pretraining.training.max_epochs=3) beats the global value (2)
+        assert len(source_model["history"]) == 3
+        assert len(model["history"]) == 2
+        assert model["initial_weights"].startswith(f"{route}/pretraining checkpoint")
+    report = catalog.load("target_ingestion_report")
+    assert report["images"] == 30 and report["skipped_count"] == 0
+
+
+def test_registry_exposes_every_runnable_name_and_default_is_two_stage():
+    configure_project("plankton_kedro")
+    pipelines = register_pipelines()
+    expected = {"ingestion", "pretraining", "fine_tuning", "evaluation", *ROUTES, "__default__"}
+    assert expected <= set(pipelines)
+    assert pipelines["__default__"].describe() == pipelines["two_stage"].describe()
+    # routes never share a trained artefact
+    outputs = [pipelines[r].all_outputs() - pipelines["ingestion"].all_outputs() for r in ROUTES]
+    assert not set.intersection(*outputs)
