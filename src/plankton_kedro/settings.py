@@ -1,6 +1,12 @@
 """Project settings: configuration loading and the run hooks."""
 
+import warnings
+
 from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks
+
+# Kedro 1.7 still calls an OmegaConf API that OmegaConf 2.4 deprecates; the warning is
+# about Kedro's code, not the project's, and repeats on every run.
+warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
 HOOKS = (PreflightHooks(), RunSummaryHooks())
 

@@ -1,0 +1,128 @@
+"""`kedro run` as a user types it, in a throw-away copy of the project (slow: a few runs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import PROJECT_ROOT, TINY_MODEL
+
+pytestmark = pytest.mark.slow
+
+SMALLEST = (
+    f"model.name={TINY_MODEL},data.image_size=24,training.max_epochs=1,"
+    "training.max_updates_per_epoch=3,training.batch_size=16"
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """conf/, pyproject.toml and the demo archives; outputs land in this copy only."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    (root / "src").mkdir()  # the package itself comes from the (editable) install
+    (root / "data" / "01_raw").mkdir(parents=True)
+    for archive in ("demo_source.zip", "demo_target.zip"):
+        shutil.copy(PROJECT_ROOT / "data" / "01_raw" / archive, root / "data" / "01_raw")
+    return root
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    kedro_cli = Path(sys.executable).with_name("kedro")
+    return subprocess.run(
+        [str(kedro_cli), "run", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def latest(project: Path, relative: str) -> Path:
+    versions = sorted((project / relative).iterdir())
+    return versions[-1] / Path(relative).name
+
+
+def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
+    result = kedro(project, "--pipeline=two_stage", "--params", SMALLEST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads(latest(project, "data/08_reporting/two_stage/metrics.json").read_text())
+    assert {"accuracy", "f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
+    assert metrics["n_test"] == 80
+    assert metrics["route"] == "two_stage"
+    assert metrics["model_name"] == TINY_MODEL
+    assert metrics["dataset"] == "demo_target"
+    assert metrics["checkpoint_version"] and metrics["manifest_version"]
+    assert len(metrics["per_class"]) == 10
+    assert latest(project, "data/08_reporting/two_stage/confusion_matrix.png").stat().st_size
+    for artefact in ("two_stage/source_model.pt", "two_stage/target_model.pt"):
+        assert latest(project, f"data/06_models/{artefact}").stat().st_size
+    assert latest(project, "data/05_model_input/source/images.npy").stat().st_size
+    assert latest(project, "data/03_primary/target/manifest.parquet").stat().st_size
+    report = json.loads(
+        latest(project, "data/08_reporting/source/ingestion_report.json").read_text()
+    )
+    assert report["images"] == 1200 and report["skipped_count"] == 0
+    assert "Run summary" in result.stdout and "two_stage: accuracy" in result.stdout
+
+
+def test_plural_pipelines_option_runs_the_other_routes(project):
+    result = kedro(project, "--pipelines=in_domain,out_of_domain", "--params", SMALLEST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for route in ("in_domain", "out_of_domain"):
+        metrics = json.loads(latest(project, f"data/08_reporting/{route}/metrics.json").read_text())
+        assert metrics["route"] == route
+    assert not (project / "data/06_models/out_of_domain/source_model.pt").exists()
+
+
+def test_ingestion_lists_every_bad_file_with_its_reason(project, tmp_path):
+    messy = tmp_path / "messy"
+    shutil.copytree(PROJECT_ROOT / "tests" / "data" / "messy", messy)
+    (messy / "empty_class").mkdir()
+    result = kedro(
+        project,
+        "--pipeline=ingestion",
+        "--params",
+        f"source_images={messy},target_images={PROJECT_ROOT / 'data/01_raw/demo_target.zip'}",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(
+        latest(project, "data/08_reporting/source/ingestion_report.json").read_text()
+    )
+    reasons = {item["path"]: item["reason"] for item in report["skipped"]}
+    assert reasons == {
+        "copepod/.DS_Store": "not an image file (system file)",
+        "copepod/broken.png": "truncated or corrupt image (image file is truncated)",
+        "copepod/empty.jpg": "empty file (0 bytes)",
+        "diatom/notes.txt": "not an image file (extension '.txt')",
+        "diatom/page.jpg": "not an image (looks like HTML/XML text)",
+    }
+    assert report["empty_classes"] == ["empty_class"]
+    assert report["images"] == 12
+
+
+def test_a_bad_parameter_fails_before_the_run_with_a_readable_message(project):
+    result = kedro(project, "--pipeline=two_stage", "--params", "training.batch_size=0")
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Parameter 'training'" in output and "batch_size" in output
+    assert "greater than 0" in output
+    assert "Running node" not in output
+
+
+def test_the_demo_as_shipped_learns_the_target(project):
+    """`make demo`'s run with the shipped settings: the demo target must be learnable."""
+    result = kedro(project, "--pipeline=two_stage")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    metrics = json.loads(latest(project, "data/08_reporting/two_stage/metrics.json").read_text())
+    assert metrics["model_name"] == "resnet10t"
+    assert metrics["accuracy"] >= 0.8, metrics["accuracy"]
