@@ -52,10 +52,14 @@ def latest(project: Path, relative: str) -> Path:
     return versions[-1] / Path(relative).name
 
 
+def latest_json(project: Path, relative: str) -> dict:
+    return json.loads(latest(project, relative).read_text())
+
+
 def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
     result = kedro(project, "--pipeline=two_stage", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = json.loads(latest(project, "data/08_reporting/two_stage/metrics.json").read_text())
+    metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert {"accuracy", "f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
     assert metrics["n_test"] == 80
     assert metrics["route"] == "two_stage"
@@ -79,7 +83,7 @@ def test_plural_pipelines_option_runs_the_other_routes(project):
     result = kedro(project, "--pipelines=in_domain,out_of_domain", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for route in ("in_domain", "out_of_domain"):
-        metrics = json.loads(latest(project, f"data/08_reporting/{route}/metrics.json").read_text())
+        metrics = latest_json(project, f"data/08_reporting/{route}/metrics.json")
         assert metrics["route"] == route
     assert not (project / "data/06_models/out_of_domain/source_model.pt").exists()
 
@@ -123,6 +127,6 @@ def test_the_demo_as_shipped_learns_the_target(project):
     """`make demo`'s run with the shipped settings: the demo target must be learnable."""
     result = kedro(project, "--pipeline=two_stage")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = json.loads(latest(project, "data/08_reporting/two_stage/metrics.json").read_text())
+    metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert metrics["model_name"] == "resnet10t"
     assert metrics["accuracy"] >= 0.8, metrics["accuracy"]
