@@ -134,6 +134,16 @@ def evaluate_checkpoint(
         raise StageInputError(
             f"the {split} split has classes the model was not trained on: {', '.join(unknown)}"
         )
+    trained_on, evaluated_on = checkpoint.get("manifest_version"), manifest.attrs.get("version")
+    if trained_on and evaluated_on and trained_on != evaluated_on:
+        logger.warning(
+            "checkpoint %s was trained on manifest %s but is evaluated on manifest %s: if the "
+            "split differs, some %s images may have been seen in training",
+            checkpoint.get("version"),
+            trained_on,
+            evaluated_on,
+            split,
+        )
     index = {name: i for i, name in enumerate(class_names)}
     labels = manifest["label"].map(index).fillna(-1).astype(int).to_numpy()
     net = model_from_checkpoint(checkpoint)
