@@ -34,8 +34,8 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1", **(env or {})}
     kedro_cli = Path(sys.executable).with_name("kedro")
     return subprocess.run(
         [str(kedro_cli), "run", *args],
@@ -130,3 +130,15 @@ def test_the_demo_as_shipped_learns_the_target(project):
     metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert metrics["model_name"] == "resnet10t"
     assert metrics["accuracy"] >= 0.8, metrics["accuracy"]
+
+
+def test_imagenet_weights_unavailable_stops_the_run_before_any_node(project):
+    env_endpoint = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(project / "hf-home")}
+    result = kedro(
+        project, "--pipeline=two_stage", "--params", "model.pretrained=imagenet", env=env_endpoint
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Could not get ImageNet weights for timm model 'resnet10t'" in output
+    assert "model.pretrained=/path/to/weights.safetensors" in output
+    assert "Running node" not in output
