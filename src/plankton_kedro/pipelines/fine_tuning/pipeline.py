@@ -2,40 +2,46 @@
 
 from __future__ import annotations
 
-from functools import partial, update_wrapper
-
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAINING_TAG, Route
+from plankton_kedro.pipelines.training_nodes import (
+    SETTINGS,
+    fine_tune_from_source_model,
+    train,
+    training_node,
+)
 
-from .nodes import fine_tune_from_pretrained, fine_tune_from_source_model
-
-PARAMETERS = {p: p for p in ("model", "data", "training", "fine_tuning")}
-SETTINGS = ["params:model", "params:data", "params:training", "params:fine_tuning"]
+STAGE_INPUTS = [*(f"params:{p}" for p in SETTINGS), "params:fine_tuning"]
 
 
 def fine_tune_route(route: Route) -> Pipeline:
     """target_image_cache + target_manifest (+ <route>.source_model) -> <route>.target_model."""
     if route.stage1_init is None:
-        func, model_inputs, tags = fine_tune_from_pretrained, [], [PRETRAINED_WEIGHTS_TAG]
+        stage = training_node(
+            train,
+            ["image_cache", "manifest", *STAGE_INPUTS],
+            "target_model",
+            name="fine_tune_on_target",
+            tags=[TRAINING_TAG, PRETRAINED_WEIGHTS_TAG],
+            route=route.name,
+            stage="fine_tuning",
+            backbone_init="pretrained",
+        )
     else:
-        func, model_inputs, tags = fine_tune_from_source_model, ["source_model"], []
-    template = Pipeline(
-        [
-            node(
-                update_wrapper(partial(func, route=route.name), func),
-                ["image_cache", "manifest", *model_inputs, *SETTINGS],
-                "target_model",
-                name="fine_tune_on_target",
-                tags=[TRAINING_TAG, *tags],
-            )
-        ]
-    )
+        stage = training_node(
+            fine_tune_from_source_model,
+            ["image_cache", "manifest", "source_model", *STAGE_INPUTS],
+            "target_model",
+            name="fine_tune_on_target",
+            tags=[TRAINING_TAG],
+            route=route.name,
+        )
     return Pipeline(
-        template,
+        [stage],
         namespace=route.name,
         inputs={"image_cache": "target_image_cache", "manifest": "target_manifest"},
-        parameters=PARAMETERS,
+        parameters={p: p for p in (*SETTINGS, "fine_tuning")},
     )
 
 

@@ -2,46 +2,30 @@
 
 from __future__ import annotations
 
-from functools import partial, update_wrapper
-
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAINING_TAG, Route
-
-from .nodes import train_on_source
-
-PARAMETERS = {p: p for p in ("model", "data", "training", "pretraining")}
+from plankton_kedro.pipelines.training_nodes import SETTINGS, train, training_node
 
 
 def pretrain_route(route: Route) -> Pipeline:
     """source_image_cache + source_manifest -> <route>.source_model."""
-    train = update_wrapper(
-        partial(train_on_source, route=route.name, backbone_init=route.stage1_init), train_on_source
-    )
     tags = [TRAINING_TAG] + ([PRETRAINED_WEIGHTS_TAG] if route.stage1_init == "pretrained" else [])
-    template = Pipeline(
-        [
-            node(
-                train,
-                [
-                    "image_cache",
-                    "manifest",
-                    "params:model",
-                    "params:data",
-                    "params:training",
-                    "params:pretraining",
-                ],
-                "source_model",
-                name="train_on_source",
-                tags=tags,
-            )
-        ]
+    stage = training_node(
+        train,
+        ["image_cache", "manifest", *(f"params:{p}" for p in SETTINGS), "params:pretraining"],
+        "source_model",
+        name="train_on_source",
+        tags=tags,
+        route=route.name,
+        stage="pretraining",
+        backbone_init=route.stage1_init,
     )
     return Pipeline(
-        template,
+        [stage],
         namespace=route.name,
         inputs={"image_cache": "source_image_cache", "manifest": "source_manifest"},
-        parameters=PARAMETERS,
+        parameters={p: p for p in (*SETTINGS, "pretraining")},
     )
 
 

@@ -1,0 +1,80 @@
+"""Training nodes shared by the stage pipelines (``pretraining`` and ``fine_tuning``)."""
+
+from __future__ import annotations
+
+from functools import partial, update_wrapper
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kedro.pipeline import Node, node
+
+from plankton_kedro.engine.config import DataParams, ModelParams, StageParams, TrainingParams
+from plankton_kedro.engine.stages import train_stage
+
+SETTINGS = ("model", "data", "training")
+
+
+def train(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    stage_settings: StageParams,
+    *,
+    route: str,
+    stage: str,
+    backbone_init: str,
+) -> dict[str, Any]:
+    """Train on the train split from ``backbone_init`` (``scratch`` or ``pretrained``, i.e.
+    ``model.pretrained``); return the best checkpoint on the validation split."""
+    return train_stage(
+        image_cache,
+        manifest,
+        model=model,
+        data=data,
+        training=training.overridden(stage_settings.training),
+        route=route,
+        stage=stage,
+        backbone_init=backbone_init,
+    )
+
+
+def fine_tune_from_source_model(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    source_model: dict[str, Any],
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    fine_tuning: StageParams,
+    *,
+    route: str,
+) -> dict[str, Any]:
+    """Keep the stage-1 backbone and bottleneck, re-initialise the classifier, fine-tune."""
+    return train_stage(
+        image_cache,
+        manifest,
+        model=model,
+        data=data,
+        training=training.overridden(fine_tuning.training),
+        route=route,
+        stage="fine_tuning",
+        backbone_init="checkpoint",
+        init_checkpoint=source_model,
+    )
+
+
+def training_node(
+    func, inputs: list[str], output: str, name: str, tags: list[str], **bound
+) -> Node:
+    """A node running ``func`` with route-specific keyword arguments bound (and its own name,
+    docs and type hints kept, so Kedro validates its parameters and kedro-viz shows its code)."""
+    return node(
+        update_wrapper(partial(func, **bound), func),
+        inputs,
+        output,
+        name=name,
+        tags=tags,
+    )
