@@ -65,6 +65,7 @@ def _catalog(tmp_path, route: str) -> DataCatalog:
             max_epochs=2,
             batch_size=8,
             max_updates_per_epoch=3,
+            state_dir=str(tmp_path / "state"),
             lr={"backbone_from_scratch": 0.05, "bottleneck": 0.05, "classifier": 0.05},
         ),
         "ingestion": IngestionParams(workers=1),

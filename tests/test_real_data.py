@@ -48,7 +48,9 @@ def test_uvp6_slice_ingests_and_trains(tmp_path):
     settings = {
         "model": ModelParams(name=TINY_MODEL, bottleneck_dim=32),
         "data": DataParams(image_size=32),
-        "training": TrainingParams(max_epochs=2, batch_size=16, max_updates_per_epoch=3),
+        "training": TrainingParams(
+            max_epochs=2, batch_size=16, max_updates_per_epoch=3, state_dir=str(tmp_path / "s")
+        ),
         "ingestion": IngestionParams(),
         "pretraining": StageParams(),
         "fine_tuning": StageParams(),

@@ -72,13 +72,14 @@ def test_validation_subset_is_fixed():
     assert np.array_equal(fixed_subset(np.arange(5), 10, seed=3), np.arange(5))
 
 
-def _train(tiny_cache, **training):
+def _train(tiny_cache, state_dir, **training):
     images, manifest = tiny_cache
     settings = {
         "max_epochs": 3,
         "batch_size": 8,
         "max_updates_per_epoch": 4,
         "patience": 5,
+        "state_dir": str(state_dir),
         "lr": {"backbone_from_scratch": 0.05, "bottleneck": 0.05, "classifier": 0.05},
     }
     return train_stage(
@@ -93,8 +94,8 @@ def _train(tiny_cache, **training):
     )
 
 
-def test_same_seed_gives_identical_weights_and_history(tiny_cache):
-    a, b = _train(tiny_cache), _train(tiny_cache)
+def test_same_seed_gives_identical_weights_and_history(tiny_cache, tmp_path):
+    a, b = _train(tiny_cache, tmp_path), _train(tiny_cache, tmp_path)
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     strip = [
@@ -109,8 +110,8 @@ def test_same_seed_gives_identical_weights_and_history(tiny_cache):
     assert len(a["history"]) == 3
 
 
-def test_training_learns_and_evaluation_reports_metrics(tiny_cache):
-    checkpoint = _train(tiny_cache, max_epochs=6)
+def test_training_learns_and_evaluation_reports_metrics(tiny_cache, tmp_path):
+    checkpoint = _train(tiny_cache, tmp_path, max_epochs=6)
     assert checkpoint["best_score"] >= 0.9
     metrics, figure = evaluate_checkpoint(checkpoint, *tiny_cache)
     assert metrics["accuracy"] >= 0.9
@@ -121,15 +122,15 @@ def test_training_learns_and_evaluation_reports_metrics(tiny_cache):
     assert figure.axes
 
 
-def test_early_stopping_counts_patience_after_min_epochs(tiny_cache):
+def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path):
     frozen = {"classifier": 0.0, "bottleneck": 0.0, "backbone_from_scratch": 1e-12}
-    checkpoint = _train(tiny_cache, max_epochs=30, min_epochs=2, patience=1, lr=frozen)
+    checkpoint = _train(tiny_cache, tmp_path, max_epochs=30, min_epochs=2, patience=1, lr=frozen)
     assert checkpoint["stopped_early"]
     # no real learning: the best epoch is early, then one epoch past min_epochs without gain
     assert len(checkpoint["history"]) == max(3, checkpoint["best_epoch"] + 1)
 
 
-def test_cache_of_another_size_is_refused(tiny_cache):
+def test_cache_of_another_size_is_refused(tiny_cache, tmp_path):
     images, manifest = tiny_cache
     with pytest.raises(StageInputError, match="data.image_size=32 needs 40 px"):
         train_stage(
@@ -144,8 +145,8 @@ def test_cache_of_another_size_is_refused(tiny_cache):
         )
 
 
-def test_stage_two_refuses_a_checkpoint_of_another_architecture(tiny_cache):
-    checkpoint = _train(tiny_cache, max_epochs=1)
+def test_stage_two_refuses_a_checkpoint_of_another_architecture(tiny_cache, tmp_path):
+    checkpoint = _train(tiny_cache, tmp_path, max_epochs=1)
     images, manifest = tiny_cache
     with pytest.raises(
         StageInputError, match="'test_efficientnet' but model.name is 'test_resnet'"

@@ -89,11 +89,29 @@ class SchedulerParams(_Strict):
     power: float = Field(0.75, ge=0)
 
 
+class WarmupParams(_Strict):
+    """Optional two-step warm-up before the main phase (epochs; 0 skips a step).
+
+    Step 1: backbone frozen, bottleneck and classifier at their learning rates.
+    Step 2: backbone at ``backbone_lr``. Selection and early stopping start after warm-up.
+    """
+
+    frozen_epochs: int = Field(0, ge=0)
+    low_lr_epochs: int = Field(0, ge=0)
+    backbone_lr: float = Field(1e-5, ge=0)
+
+
 class TrainingParams(_Strict):
     """The training recipe of one stage."""
 
     seed: int = 42
     device: str = "auto"
+    devices: PositiveInt | Literal["auto"] = 1
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
+    channels_last: bool = False
+    compile: bool = False
+    resume: bool = True
+    state_dir: str = "data/06_models/in_progress"
     max_epochs: PositiveInt = 30
     min_epochs: int = Field(0, ge=0)  # early stopping only after this many (capped at max)
     patience: PositiveInt = 50
@@ -101,6 +119,7 @@ class TrainingParams(_Strict):
     accumulation_steps: PositiveInt = 1
     max_updates_per_epoch: PositiveInt = 100
     max_val_images: PositiveInt = 8000
+    eval_every: PositiveInt = 1
     eval_batch_size: PositiveInt = 128
     selection_metric: Literal["accuracy", "f1_macro"] = "accuracy"
     label_smoothing: float = Field(0.1, ge=0, lt=1)
@@ -109,6 +128,7 @@ class TrainingParams(_Strict):
     weight_decay: float = Field(1e-2, ge=0)
     lr: LearningRates = LearningRates()
     scheduler: SchedulerParams = SchedulerParams()
+    warmup: WarmupParams = WarmupParams()
     num_workers: int = Field(0, ge=0)
 
     @field_validator("device")
@@ -117,6 +137,11 @@ class TrainingParams(_Strict):
         if value != "auto" and value != "cpu" and not value.startswith("cuda"):
             raise ValueError(f"training.device must be 'auto', 'cpu' or 'cuda[:N]', not '{value}'")
         return value
+
+    @property
+    def warmup_epochs(self) -> int:
+        """Epochs of warm-up before the main phase."""
+        return self.warmup.frozen_epochs + self.warmup.low_lr_epochs
 
     def overridden(self, overrides: dict[str, Any]) -> TrainingParams:
         """These settings with a stage's partial ``overrides`` applied (nested dicts merge)."""

@@ -68,27 +68,44 @@ class CachedImages(Dataset):
 
 
 class EpochSampler(Sampler):
-    """``num_samples`` ``(position, sample_seed)`` pairs for one epoch, seeded by (seed, epoch).
+    """One epoch of ``(position, sample_seed)`` pairs, seeded by (seed, epoch).
 
-    Positions are drawn as successive shuffles of the whole set (every image is seen before
-    any repeats), so an "epoch" of at most N updates walks through the data like the paper's.
+    ``num_samples`` pairs are drawn for the whole job as successive shuffles of the data set
+    (every image is seen before any repeats), so an "epoch" of at most N updates walks
+    through the data like the paper's. With several ranks, each global batch of
+    ``batch_size * world_size`` pairs is cut into one ``batch_size`` slice per rank, so the
+    job sees the same global batches as one process with ``batch_size * world_size``.
     """
 
-    def __init__(self, dataset_size: int, num_samples: int, *, seed: int, epoch: int):
+    def __init__(
+        self,
+        dataset_size: int,
+        num_samples: int,
+        *,
+        seed: int,
+        epoch: int,
+        batch_size: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.dataset_size = dataset_size
         self.num_samples = num_samples
-        self.seed = seed
-        self.epoch = epoch
+        self.seed, self.epoch = seed, epoch
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
 
     def __len__(self) -> int:
-        return self.num_samples
+        return self.num_samples // self.world_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         rounds = -(-self.num_samples // self.dataset_size)
         order = np.concatenate([rng.permutation(self.dataset_size) for _ in range(rounds)])
         sample_seeds = rng.integers(0, 2**63 - 1, size=self.num_samples)
-        yield from zip(order[: self.num_samples].tolist(), sample_seeds.tolist(), strict=True)
+        pairs = list(zip(order[: self.num_samples].tolist(), sample_seeds.tolist(), strict=True))
+        step = self.batch_size * self.world_size
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        for start in range(0, self.num_samples, step):
+            yield from pairs[start : start + step][mine]
 
 
 def normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -6,18 +6,23 @@ plain arrays, frames and dicts, so they are usable without Kedro.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import timm
 
+from . import distributed
 from .config import DataParams, ModelParams, TrainingParams
 from .data import CachedImages
 from .metrics import classification_report, confusion_matrix_figure
 from .model import PlanktonNet, build_model
-from .training import fit, predict_logits, resolve_device, seed_everything
+from .resume import TrainingStateStore
+from .training import TrainResult, fit, predict_logits, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +31,35 @@ CHECKPOINT_FORMAT = 1
 
 class StageInputError(ValueError):
     """The inputs of a stage do not fit together (cache vs manifest, model vs checkpoint)."""
+
+
+OPERATIONAL_SETTINGS = {
+    "device",
+    "devices",
+    "resume",
+    "state_dir",
+    "num_workers",
+    "eval_batch_size",
+}
+
+
+@dataclass
+class StageJob:
+    """Everything one training stage needs, picklable for worker processes."""
+
+    images: np.ndarray | str  # the cache, or the path of its .npy file (memory-mapped again)
+    labels: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    class_names: list[str]
+    model: ModelParams
+    data: DataParams
+    training: TrainingParams
+    backbone_init: str
+    init_checkpoint: dict[str, Any] | None
+    log_prefix: str
+    state_folder: str
+    fingerprint: dict[str, Any]
 
 
 def train_stage(
@@ -44,6 +78,8 @@ def train_stage(
 
     ``backbone_init``: ``scratch`` (random), ``pretrained`` (``model.pretrained``) or
     ``checkpoint`` (backbone + bottleneck of ``init_checkpoint``, fresh classifier).
+    With ``training.devices > 1`` the stage runs as that many DDP processes; under
+    ``torchrun`` this process is one rank of the job.
     """
     _check_cache(images, manifest, data)
     class_names = sorted(manifest["label"].unique())
@@ -55,9 +91,6 @@ def train_stage(
             f"{_dataset_name(manifest)}: the validation split is empty; the best checkpoint is "
             "chosen on it (set ingestion.split.val > 0)"
         )
-    seed_everything(training.seed)
-    net, weights = _initial_model(model, len(class_names), backbone_init, init_checkpoint)
-    mean, std = model_normalisation(net)
     logger.info(
         "%s/%s: training %s on %s (%d classes, %d train / %d val images, backbone from %s)",
         route,
@@ -67,18 +100,29 @@ def train_stage(
         len(class_names),
         len(train_rows),
         len(val_rows),
-        weights or "random initialisation",
+        _describe_init(backbone_init, model, init_checkpoint),
     )
-    result = fit(
-        net,
-        CachedImages(images, labels, train_rows, data.image_size, train=True),
-        CachedImages(images, labels, val_rows, data.image_size, train=False),
-        training,
-        mean=mean,
-        std=std,
-        backbone_pretrained=backbone_init != "scratch" and weights is not None,
+    job = StageJob(
+        images=_shareable(images),
+        labels=labels,
+        train_rows=train_rows,
+        val_rows=val_rows,
+        class_names=class_names,
+        model=model,
+        data=data,
+        training=training,
+        backbone_init=backbone_init,
+        init_checkpoint=init_checkpoint,
         log_prefix=f"{route}/{stage} ",
+        state_folder=str(Path(training.state_dir) / f"{route}_{stage}"),
+        fingerprint=_fingerprint(manifest, class_names, model, data, training, init_checkpoint),
     )
+    processes = distributed.resolve_devices(training.devices)
+    if processes > 1 and not distributed.current().enabled:
+        logger.info("%s/%s: starting %d DDP processes", route, stage, processes)
+        result, weights, mean, std = distributed.launch_local(processes, run_job, job)
+    else:
+        result, weights, mean, std = run_job(job)
     return {
         "format": CHECKPOINT_FORMAT,
         "state_dict": result.state_dict,
@@ -99,6 +143,7 @@ def train_stage(
         "best_score": result.best_score,
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
+        "resumed_from_epoch": result.resumed_from_epoch,
         "updates_per_epoch": result.updates_per_epoch,
         "history": result.history,
         "params": {
@@ -107,6 +152,30 @@ def train_stage(
             "training": training.model_dump(),
         },
     }
+
+
+def run_job(job: StageJob) -> tuple[TrainResult, str | None, tuple, tuple]:
+    """Build the network and train it: in this process, or as one rank of a DDP job."""
+    layout = distributed.init_from_environment()
+    images = np.load(job.images, mmap_mode="r") if isinstance(job.images, str) else job.images
+    seed_everything(job.training.seed)
+    net, weights = _initial_model(
+        job.model, len(job.class_names), job.backbone_init, job.init_checkpoint
+    )
+    mean, std = model_normalisation(net)
+    crop = job.data.image_size
+    result = fit(
+        net,
+        CachedImages(images, job.labels, job.train_rows, crop, train=True),
+        CachedImages(images, job.labels, job.val_rows, crop, train=False),
+        job.training,
+        mean=mean,
+        std=std,
+        backbone_pretrained=job.backbone_init != "scratch" and weights is not None,
+        log_prefix=job.log_prefix if layout.is_main else f"[rank {layout.rank}] {job.log_prefix}",
+        store=TrainingStateStore(job.state_folder, job.fingerprint),
+    )
+    return result, weights, mean, std
 
 
 def evaluate_checkpoint(
@@ -219,9 +288,61 @@ def _initial_model(
         )
     net = model_from_checkpoint(init_checkpoint)
     net.reset_classifier(num_classes)
-    return net, f"{init_checkpoint.get('route')}/{init_checkpoint.get('stage')} checkpoint " + str(
-        init_checkpoint.get("version")
-    )
+    return net, _describe_init("checkpoint", model, init_checkpoint)
+
+
+def _describe_init(
+    backbone_init: str, model: ModelParams, init_checkpoint: dict[str, Any] | None
+) -> str:
+    if backbone_init == "checkpoint" and init_checkpoint is not None:
+        origin = f"{init_checkpoint.get('route')}/{init_checkpoint.get('stage')}"
+        return f"{origin} checkpoint {init_checkpoint.get('version')}"
+    if backbone_init == "pretrained" and model.pretrained != "none":
+        return f"model.pretrained={model.pretrained}"
+    return "random initialisation"
+
+
+def _fingerprint(
+    manifest: pd.DataFrame,
+    class_names: list[str],
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    init_checkpoint: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What an interrupted run must share with this one to be resumed by it."""
+    used = manifest[manifest["split"].isin(["train", "val"])]
+    columns = [c for c in ("rel_path", "label", "split", "sha1") if c in used.columns]
+    content = pd.util.hash_pandas_object(used[columns], index=False).to_numpy().tobytes()
+    return {
+        "data": {
+            "dataset": _dataset_name(manifest),
+            "train and val images": hashlib.sha1(content).hexdigest(),
+        },
+        "classes": class_names,
+        "model": model.model_dump(),
+        "image settings": data.model_dump(),
+        "training": training.model_dump(exclude=OPERATIONAL_SETTINGS),
+        "initial checkpoint": _weights_digest(init_checkpoint),
+    }
+
+
+def _weights_digest(checkpoint: dict[str, Any] | None) -> str | None:
+    if checkpoint is None:
+        return None
+    digest = hashlib.sha1()
+    for name in sorted(checkpoint["state_dict"]):
+        digest.update(name.encode())
+        digest.update(checkpoint["state_dict"][name].cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _shareable(images: np.ndarray) -> np.ndarray | str:
+    """A memory-mapped cache is passed to worker processes by path, never copied."""
+    filename = getattr(images, "filename", None)
+    if isinstance(images, np.memmap) and filename and str(filename).endswith(".npy"):
+        return str(filename)
+    return images
 
 
 def _check_cache(images: np.ndarray, manifest: pd.DataFrame, data: DataParams) -> None:

@@ -1,0 +1,82 @@
+"""The resumable training state of one stage, kept in an unversioned folder the node owns.
+
+After every epoch the whole state (model, optimiser, scaler, counters, best weights, RNG
+states, history) is written through a temporary file and a rename, so a kill at any moment
+leaves the previous epoch's state intact. A finished stage is marked complete and is not
+resumed: the next run of the same command trains afresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+class ResumeMismatchError(RuntimeError):
+    """An interrupted run exists but was started with other data, classes or settings."""
+
+
+class TrainingStateStore:
+    """``<folder>/state.pt`` plus the fingerprint of what the state belongs to."""
+
+    def __init__(self, folder: str | Path, fingerprint: dict[str, Any]):
+        self.folder = Path(folder)
+        self.path = self.folder / STATE_FILE
+        self.fingerprint = fingerprint
+
+    def load_resumable(self) -> dict[str, Any] | None:
+        """The interrupted run's state, ``None`` when there is none (or it completed).
+
+        Raises ``ResumeMismatchError`` naming what differs when the state belongs to other
+        data, classes, model or settings.
+        """
+        if not self.path.is_file():
+            return None
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        if state.get("complete"):
+            return None
+        differences = describe_differences(state.get("fingerprint", {}), self.fingerprint)
+        if differences:
+            raise ResumeMismatchError(
+                f"{self.path} holds an interrupted run of this stage with different "
+                f"{'; '.join(differences)}. Run with --params training.resume=false to start "
+                "afresh (the interrupted run is then discarded), or restore the previous "
+                "settings to continue it."
+            )
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Write ``state`` atomically (temporary file + rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(f".tmp-{os.getpid()}")
+        torch.save({**state, "fingerprint": self.fingerprint}, temporary)
+        os.replace(temporary, self.path)
+
+    def discard(self) -> None:
+        """Forget any previous state (``training.resume=false`` or a fresh start)."""
+        self.path.unlink(missing_ok=True)
+
+
+def describe_differences(
+    before: dict[str, Any], now: dict[str, Any], prefix: str = ""
+) -> list[str]:
+    """Human-readable differences between two nested fingerprints."""
+    differences = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences += describe_differences(old, new, f"{prefix}{key}.")
+        elif old != new:
+            if isinstance(old, list | tuple) or isinstance(new, list | tuple):
+                differences.append(f"{prefix}{key}")
+            else:
+                differences.append(f"{prefix}{key} ({old!r} then, {new!r} now)")
+    return differences

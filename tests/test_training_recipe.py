@@ -1,0 +1,199 @@
+"""Resume, warm-up, mixed precision and DDP of the training engine (tiny models, few updates)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from plankton_kedro.engine import training as training_module
+from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
+from plankton_kedro.engine.data import EpochSampler
+from plankton_kedro.engine.resume import ResumeMismatchError
+from plankton_kedro.engine.stages import train_stage
+from plankton_kedro.engine.training import phase_of
+
+from .conftest import TINY_MODEL
+
+SETTINGS = {
+    "max_epochs": 4,
+    "batch_size": 8,
+    "max_updates_per_epoch": 3,
+    "patience": 10,
+    "lr": {"backbone_from_scratch": 0.05, "bottleneck": 0.05, "classifier": 0.05},
+}
+
+
+def _train(tiny_cache, state_dir, model_name=TINY_MODEL, **training):
+    images, manifest = tiny_cache
+    return train_stage(
+        images,
+        manifest,
+        model=ModelParams(name=model_name, bottleneck_dim=32),
+        data=DataParams(image_size=16, resize_ratio=0.8),
+        training=TrainingParams(**{**SETTINGS, "state_dir": str(state_dir), **training}),
+        route="test",
+        stage="pretraining",
+        backbone_init="scratch",
+    )
+
+
+class Crash(Exception):
+    """Stands in for a kill right after an epoch's state was written."""
+
+
+@pytest.fixture
+def crash_after_epoch(monkeypatch):
+    """Make training die after the state of the given epoch has been saved."""
+
+    def arm(epoch: int) -> None:
+        save = training_module._save_state
+
+        def save_then_crash(store, model, optimizer, scaler, progress, complete, layout):
+            save(store, model, optimizer, scaler, progress, complete, layout)
+            if progress.epoch == epoch:
+                raise Crash
+
+        monkeypatch.setattr(training_module, "_save_state", save_then_crash)
+
+    return arm
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _strip_timing(history: list[dict]) -> list[dict]:
+    return [
+        {k: v for k, v in h.items() if k not in ("seconds", "images_per_second")} for h in history
+    ]
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(
+    tiny_cache, tmp_path, crash_after_epoch, monkeypatch
+):
+    reference = _train(tiny_cache, tmp_path / "reference")
+    crash_after_epoch(2)
+    with pytest.raises(Crash):
+        _train(tiny_cache, tmp_path / "run")
+    monkeypatch.undo()
+    resumed = _train(tiny_cache, tmp_path / "run")
+    assert resumed["resumed_from_epoch"] == 2
+    assert _same_weights(resumed["state_dict"], reference["state_dict"])
+    assert _strip_timing(resumed["history"]) == _strip_timing(reference["history"])
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    # a completed run is not resumed: the same command trains afresh
+    again = _train(tiny_cache, tmp_path / "run")
+    assert again["resumed_from_epoch"] is None
+
+
+def test_resume_with_other_settings_or_data_refuses_and_names_the_difference(
+    tiny_cache, tmp_path, crash_after_epoch, monkeypatch
+):
+    crash_after_epoch(1)
+    with pytest.raises(Crash):
+        _train(tiny_cache, tmp_path)
+    monkeypatch.undo()
+    with pytest.raises(
+        ResumeMismatchError, match=r"training\.lr\.classifier \(0\.05 then, 0\.1 now\)"
+    ):
+        _train(tiny_cache, tmp_path, lr={**SETTINGS["lr"], "classifier": 0.1})
+    images, manifest = tiny_cache
+    other = manifest.copy()
+    other.loc[0, "label"] = "gradient"
+    with pytest.raises(ResumeMismatchError, match="train and val images"):
+        _train((images, other), tmp_path)
+    with pytest.raises(ResumeMismatchError, match="model.name"):
+        _train(tiny_cache, tmp_path, model_name="test_convnext")
+    fresh = _train(tiny_cache, tmp_path, resume=False, lr={**SETTINGS["lr"], "classifier": 0.1})
+    assert fresh["resumed_from_epoch"] is None
+
+
+def test_warm_up_step_one_leaves_the_backbone_unchanged(tiny_cache, tmp_path, crash_after_epoch):
+    torch.manual_seed(SETTINGS.get("seed", 42))
+    crash_after_epoch(1)
+    with pytest.raises(Crash):
+        _train(tiny_cache, tmp_path, warmup={"frozen_epochs": 1, "low_lr_epochs": 1})
+    state = torch.load(tmp_path / "test_pretraining" / "state.pt", weights_only=True)
+    from plankton_kedro.engine.model import build_model
+    from plankton_kedro.engine.training import seed_everything
+
+    seed_everything(42)
+    initial, _ = build_model(TINY_MODEL, 3, bottleneck_dim=32)
+    parameters = dict(initial.named_parameters())
+    backbone = [k for k in parameters if k.startswith("backbone.")]
+    head = [k for k in parameters if not k.startswith("backbone.")]
+    assert all(torch.equal(state["model"][k], parameters[k].detach()) for k in backbone)
+    assert not all(torch.equal(state["model"][k], parameters[k].detach()) for k in head)
+    assert state["history"][0]["phase"] == "frozen"
+    assert state["history"][0]["lr_backbone"] == 0.0
+
+
+def test_warm_up_phases_then_main_phase_with_selection(tiny_cache, tmp_path):
+    checkpoint = _train(tiny_cache, tmp_path, warmup={"frozen_epochs": 1, "low_lr_epochs": 2})
+    phases = [h["phase"] for h in checkpoint["history"]]
+    assert phases == ["frozen", "low_lr", "low_lr", "main", "main", "main", "main"]
+    assert checkpoint["history"][1]["lr_backbone"] == 1e-5
+    assert all("val_accuracy" not in h for h in checkpoint["history"][:3])
+    assert checkpoint["best_epoch"] >= 4
+
+
+def test_phase_of_epochs():
+    warmup = TrainingParams(warmup={"frozen_epochs": 2, "low_lr_epochs": 1}).warmup
+    assert [phase_of(e, warmup) for e in range(1, 6)] == [
+        "frozen",
+        "frozen",
+        "low_lr",
+        "main",
+        "main",
+    ]
+
+
+def test_evaluation_every_k_epochs_and_always_at_the_end(tiny_cache, tmp_path):
+    checkpoint = _train(tiny_cache, tmp_path, max_epochs=5, eval_every=2)
+    evaluated = [h["epoch"] for h in checkpoint["history"] if "val_accuracy" in h]
+    assert evaluated == [2, 4, 5]
+
+
+def test_bf16_autocast_on_cpu(tiny_cache, tmp_path):
+    checkpoint = _train(tiny_cache, tmp_path, precision="bf16", max_epochs=2)
+    assert all(np.isfinite(h["train_loss"]) for h in checkpoint["history"])
+    assert checkpoint["state_dict"]["classifier.bias"].dtype == torch.float32
+
+
+def test_fp16_on_cpu_is_a_clear_error(tiny_cache, tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        _train(tiny_cache, tmp_path, precision="fp16")
+
+
+def test_channels_last_gives_the_same_result(tiny_cache, tmp_path):
+    plain = _train(tiny_cache, tmp_path / "a", max_epochs=1)
+    channels_last = _train(tiny_cache, tmp_path / "b", max_epochs=1, channels_last=True)
+    for key, value in plain["state_dict"].items():
+        assert torch.allclose(value, channels_last["state_dict"][key], atol=1e-4), key
+
+
+def test_ranks_split_each_global_batch():
+    single = list(EpochSampler(50, 32, seed=3, epoch=1, batch_size=8))
+    ranks = [
+        list(EpochSampler(50, 32, seed=3, epoch=1, batch_size=4, rank=r, world_size=2))
+        for r in (0, 1)
+    ]
+    rebuilt = [
+        pair for start in range(0, 16, 4) for rank in ranks for pair in rank[start : start + 4]
+    ]
+    assert rebuilt == single
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_cache, tmp_path):
+    # GroupNorm model: without BatchNorm the two runs compute the same global-batch gradients
+    one = _train(tiny_cache, tmp_path / "one", "test_efficientnet_gn", batch_size=8, max_epochs=2)
+    two = _train(
+        tiny_cache, tmp_path / "two", "test_efficientnet_gn", batch_size=4, max_epochs=2, devices=2
+    )
+    assert [h.get("val_accuracy") for h in two["history"]] == [
+        h.get("val_accuracy") for h in one["history"]
+    ]
+    for key, value in one["state_dict"].items():
+        assert torch.allclose(value, two["state_dict"][key], atol=1e-4), key
