@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from .conftest import PROJECT_ROOT, TINY_MODEL
 
@@ -24,14 +26,7 @@ SMALLEST = (
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """conf/, pyproject.toml and the demo archives; outputs land in this copy only."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    (root / "src").mkdir()  # the package itself comes from the (editable) install
-    (root / "data" / "01_raw").mkdir(parents=True)
-    for archive in ("demo_source.zip", "demo_target.zip"):
-        shutil.copy(PROJECT_ROOT / "data" / "01_raw" / archive, root / "data" / "01_raw")
-    return root
+    return _copy_project(tmp_path_factory.mktemp("project"))
 
 
 def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -142,3 +137,48 @@ def test_imagenet_weights_unavailable_stops_the_run_before_any_node(project):
     assert "Could not get ImageNet weights for timm model 'resnet10t'" in output
     assert "model.pretrained=/path/to/weights.safetensors" in output
     assert "Running node" not in output
+
+
+def _copy_project(root: Path) -> Path:
+    """conf/, pyproject.toml and the demo archives (src/ empty: the package is installed)."""
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    (root / "src").mkdir()
+    (root / "data" / "01_raw").mkdir(parents=True)
+    for archive in ("demo_source.zip", "demo_target.zip"):
+        shutil.copy(PROJECT_ROOT / "data" / "01_raw" / archive, root / "data" / "01_raw")
+    return root
+
+
+def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
+    """SIGTERM during stage 1, same command again: it resumes, and ends with the same
+    weights and a complete history, like an uninterrupted run."""
+    params = SMALLEST.replace("training.max_epochs=1", "training.max_epochs=6")
+    args = ["--pipeline=two_stage", "--params", params]
+    killed = _copy_project(tmp_path / "killed")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    command = [str(Path(sys.executable).with_name("kedro")), "run", *args]
+    process = subprocess.Popen(
+        command, cwd=killed, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    for line in process.stdout:
+        if "two_stage/pretraining epoch 2/6" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.wait(timeout=60)
+    assert process.returncode != 0
+    resumed = kedro(killed, *args)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "two_stage/pretraining resuming the interrupted run" in resumed.stdout
+    assert "two_stage/pretraining epoch 1/6" not in resumed.stdout
+
+    uninterrupted = _copy_project(tmp_path / "uninterrupted")
+    assert kedro(uninterrupted, *args).returncode == 0
+    for model in ("source_model", "target_model"):
+        a = torch.load(latest(killed, f"data/06_models/two_stage/{model}.pt"), weights_only=True)
+        b = torch.load(
+            latest(uninterrupted, f"data/06_models/two_stage/{model}.pt"), weights_only=True
+        )
+        assert [h["epoch"] for h in a["history"]] == [h["epoch"] for h in b["history"]]
+        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
+    assert a["resumed_from_epoch"] is None and b["resumed_from_epoch"] is None
