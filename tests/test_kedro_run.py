@@ -182,3 +182,37 @@ def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
         assert [h["epoch"] for h in a["history"]] == [h["epoch"] for h in b["history"]]
         assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
     assert a["resumed_from_epoch"] is None and b["resumed_from_epoch"] is None
+
+
+def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
+    """The multi-node recipe on one machine: ingestion with kedro, stage 1 as two torchrun
+    ranks (gloo), stage 2 and evaluation with kedro from the saved stage-1 model."""
+    project = _copy_project(tmp_path / "project")
+    assert kedro(project, "--pipeline=ingestion", "--params", SMALLEST).returncode == 0
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
+    torchrun = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "plankton_kedro.train_node",
+        "two_stage.train_on_source",
+        "--params",
+        SMALLEST.replace("batch_size=16", "batch_size=8"),
+    ]
+    ranks = subprocess.run(torchrun, cwd=project, env=env, capture_output=True, text=True)
+    assert ranks.returncode == 0, ranks.stdout[-3000:] + ranks.stderr[-3000:]
+    source_model = torch.load(
+        latest(project, "data/06_models/two_stage/source_model.pt"), weights_only=True
+    )
+    assert source_model["stage"] == "pretraining" and len(source_model["history"]) == 1
+    rest = kedro(
+        project,
+        "--pipelines=fine_tuning,evaluation",
+        "--namespaces=two_stage",
+        "--params",
+        SMALLEST,
+    )
+    assert rest.returncode == 0, rest.stdout[-3000:] + rest.stderr[-3000:]
+    metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
+    assert metrics["n_test"] == 80

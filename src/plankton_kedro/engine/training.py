@@ -307,10 +307,12 @@ def fit(
 def _wrap_for_training(
     model: PlanktonNet, training: TrainingParams, layout: distributed.Distributed, device
 ) -> nn.Module:
-    """DDP (with SyncBatchNorm) when distributed, then ``torch.compile`` when asked."""
+    """DDP when distributed (with SyncBatchNorm on GPUs; torch has none for CPU, where each
+    process normalises its own batch), then ``torch.compile`` when asked."""
     runner: nn.Module = model
     if layout.enabled:
-        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":
+            nn.SyncBatchNorm.convert_sync_batchnorm(model)
         runner = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
