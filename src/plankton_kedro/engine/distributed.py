@@ -54,6 +54,9 @@ def init_from_environment() -> Distributed:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(layout.local_rank)
+        else:  # share this machine's cores between its ranks instead of oversubscribing them
+            local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_ranks))
         dist.init_process_group(backend=backend)
     return current()
 

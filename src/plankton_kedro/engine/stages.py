@@ -156,7 +156,7 @@ def train_stage(
 
 def run_job(job: StageJob) -> tuple[TrainResult, str | None, tuple, tuple]:
     """Build the network and train it: in this process, or as one rank of a DDP job."""
-    layout = distributed.init_from_environment()
+    distributed.init_from_environment()
     images = np.load(job.images, mmap_mode="r") if isinstance(job.images, str) else job.images
     seed_everything(job.training.seed)
     net, weights = _initial_model(
@@ -172,7 +172,7 @@ def run_job(job: StageJob) -> tuple[TrainResult, str | None, tuple, tuple]:
         mean=mean,
         std=std,
         backbone_pretrained=job.backbone_init != "scratch" and weights is not None,
-        log_prefix=job.log_prefix if layout.is_main else f"[rank {layout.rank}] {job.log_prefix}",
+        log_prefix=job.log_prefix,
         store=TrainingStateStore(job.state_folder, job.fingerprint),
     )
     return result, weights, mean, std

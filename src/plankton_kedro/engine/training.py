@@ -276,7 +276,8 @@ def fit(
                 progress.evaluations_without_improvement += 1
         progress.history.append(entry)
         progress.epoch = epoch
-        _log_epoch(log_prefix, entry, training, progress, total_epochs, started, first_epoch)
+        if layout.is_main:
+            _log_epoch(log_prefix, entry, training, progress, total_epochs, started, first_epoch)
         stop = (
             evaluate
             and main_epoch >= training.min_epochs
