@@ -197,3 +197,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_ca
     ]
     for key, value in one["state_dict"].items():
         assert torch.allclose(value, two["state_dict"][key], atol=1e-4), key
+
+
+def test_augmentation_on_the_device_equals_the_dataloader_path(tiny_cache, tmp_path):
+    on_loader = _train(tiny_cache, tmp_path / "a", max_epochs=2)
+    on_device = _train(tiny_cache, tmp_path / "b", max_epochs=2, augment_on_device=True)
+    assert _same_weights(on_loader["state_dict"], on_device["state_dict"])

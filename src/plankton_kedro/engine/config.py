@@ -110,6 +110,7 @@ class TrainingParams(_Strict):
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     channels_last: bool = False
     compile: bool = False
+    augment_on_device: bool = False
     resume: bool = True
     state_dir: str = "data/06_models/in_progress"
     max_epochs: PositiveInt = 30

@@ -9,6 +9,7 @@ the device, on whole batches, in :func:`normalise`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ class CachedImages(Dataset):
         crop_size: int,
         *,
         train: bool,
+        augment_on_device: bool = False,
     ):
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(
@@ -43,28 +45,56 @@ class CachedImages(Dataset):
         self.indices = np.asarray(indices, dtype=np.int64)
         self.crop_size = crop_size
         self.train = train
+        self.augment_on_device = augment_on_device
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int]:
+        """``(image, label)``; with ``augment_on_device`` a training image comes whole, as
+        ``((image, crop_and_flips), label)`` for :func:`augment_batch` to apply on the GPU."""
         position, sample_seed = item if isinstance(item, tuple) else (item, None)
         row = int(self.indices[position])
         image = self.images[row]
+        label = int(self.labels[row])
         side, crop = image.shape[0], self.crop_size
         if self.train and sample_seed is not None:
             rng = np.random.default_rng(sample_seed)
-            top, left = rng.integers(0, side - crop + 1, size=2)
+            top, left = (int(v) for v in rng.integers(0, side - crop + 1, size=2))
+            hflip, vflip = bool(rng.random() < 0.5), bool(rng.random() < 0.5)
+            if self.augment_on_device:
+                plan = torch.tensor([top, left, hflip, vflip])
+                return (_to_tensor(image), plan), label
             image = image[top : top + crop, left : left + crop]
-            if rng.random() < 0.5:
+            if hflip:
                 image = image[:, ::-1]
-            if rng.random() < 0.5:
+            if vflip:
                 image = image[::-1, :]
         else:
             offset = (side - crop) // 2
             image = image[offset : offset + crop, offset : offset + crop]
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
-        return tensor, int(self.labels[row])
+        return _to_tensor(image), label
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def augment_batch(images: torch.Tensor, plans: torch.Tensor, crop: int) -> torch.Tensor:
+    """Per-sample crops and flips of a whole uint8 NCHW batch, on the batch's device.
+
+    ``plans`` rows are ``(top, left, hflip, vflip)`` as drawn by :class:`CachedImages`, so
+    the result equals the CPU path image for image.
+    """
+    plans = plans.to(images.device)
+    steps = torch.arange(crop, device=images.device)
+    rows = (plans[:, 0:1] + steps)[:, None, :, None]
+    cols = (plans[:, 1:2] + steps)[:, None, None, :]
+    batch = torch.arange(len(images), device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    cropped = images[batch, channels, rows, cols]
+    cropped = torch.where(plans[:, 2].bool()[:, None, None, None], cropped.flip(-1), cropped)
+    return torch.where(plans[:, 3].bool()[:, None, None, None], cropped.flip(-2), cropped)
 
 
 class EpochSampler(Sampler):

@@ -166,7 +166,14 @@ def run_job(job: StageJob) -> tuple[TrainResult, str | None, tuple, tuple]:
     crop = job.data.image_size
     result = fit(
         net,
-        CachedImages(images, job.labels, job.train_rows, crop, train=True),
+        CachedImages(
+            images,
+            job.labels,
+            job.train_rows,
+            crop,
+            train=True,
+            augment_on_device=job.training.augment_on_device,
+        ),
         CachedImages(images, job.labels, job.val_rows, crop, train=False),
         job.training,
         mean=mean,

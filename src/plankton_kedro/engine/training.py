@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Subset
 
 from . import distributed
 from .config import TrainingParams, WarmupParams
-from .data import CachedImages, EpochSampler, fixed_subset, normalise
+from .data import CachedImages, EpochSampler, augment_batch, fixed_subset, normalise
 from .metrics import selection_score
 from .model import PlanktonNet
 from .resume import TrainingStateStore
@@ -207,7 +207,10 @@ def fit(
     criterion = nn.CrossEntropyLoss(label_smoothing=training.label_smoothing)
     mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
 
-    def prepare(batch: torch.Tensor) -> torch.Tensor:
+    def prepare(batch: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        if isinstance(batch, list):  # whole images + crop/flip plans: augment on the device
+            whole, plans = batch
+            batch = augment_batch(whole.to(device, non_blocking=True), plans, train_set.crop_size)
         images = normalise(batch.to(device, non_blocking=True), mean_t, std_t)
         return (
             images.contiguous(memory_format=torch.channels_last)
