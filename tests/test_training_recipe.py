@@ -203,3 +203,47 @@ def test_augmentation_on_the_device_equals_the_dataloader_path(tiny_cache, tmp_p
     on_loader = _train(tiny_cache, tmp_path / "a", max_epochs=2)
     on_device = _train(tiny_cache, tmp_path / "b", max_epochs=2, augment_on_device=True)
     assert _same_weights(on_loader["state_dict"], on_device["state_dict"])
+
+
+def test_local_weights_are_recorded_through_both_stages(tiny_cache, tmp_path):
+    from safetensors.torch import save_file
+
+    from plankton_kedro.engine.model import build_model
+
+    donor, _ = build_model(TINY_MODEL, 3)
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.backbone.state_dict().items()}, str(path))
+    images, manifest = tiny_cache
+    common = {
+        "data": DataParams(image_size=16, resize_ratio=0.8),
+        "training": TrainingParams(**{**SETTINGS, "max_epochs": 1, "state_dir": str(tmp_path)}),
+        "route": "two_stage",
+    }
+    model = ModelParams(name=TINY_MODEL, pretrained=str(path), bottleneck_dim=32)
+    stage1 = train_stage(
+        images, manifest, model=model, stage="pretraining", backbone_init="pretrained", **common
+    )
+    stage2 = train_stage(
+        images,
+        manifest,
+        model=model,
+        stage="fine_tuning",
+        backbone_init="checkpoint",
+        init_checkpoint=stage1,
+        **common,
+    )
+    assert stage1["initial_weights"] == stage1["pretrained_weights"] == str(path)
+    assert stage2["pretrained_weights"] == str(path)
+    assert stage2["initial_weights"].startswith("two_stage/pretraining checkpoint")
+
+
+def test_imagenet_tag_is_the_exact_timm_tag():
+    import timm
+
+    from plankton_kedro.engine.model import _pretrained_tag
+
+    assert _pretrained_tag(timm.create_model("resnet18", num_classes=0), "resnet18") == (
+        "resnet18.a1_in1k"
+    )
+    tagged = timm.create_model("convnext_atto.d2_in1k", num_classes=0)
+    assert _pretrained_tag(tagged, "convnext_atto.d2_in1k") == "convnext_atto.d2_in1k"

@@ -139,6 +139,7 @@ def train_stage(
         "dataset": _dataset_name(manifest),
         "manifest_version": manifest.attrs.get("version"),
         "initial_weights": weights,
+        "pretrained_weights": _pretrained_weights(backbone_init, weights, init_checkpoint),
         "selection_metric": training.selection_metric,
         "best_score": result.best_score,
         "best_epoch": result.best_epoch,
@@ -296,6 +297,17 @@ def _initial_model(
     net = model_from_checkpoint(init_checkpoint)
     net.reset_classifier(num_classes)
     return net, _describe_init("checkpoint", model, init_checkpoint)
+
+
+def _pretrained_weights(
+    backbone_init: str, weights: str | None, init_checkpoint: dict[str, Any] | None
+) -> str | None:
+    """The outside weights a model descends from (timm tag or file), through every stage."""
+    if backbone_init == "pretrained":
+        return weights
+    if backbone_init == "checkpoint" and init_checkpoint is not None:
+        return init_checkpoint.get("pretrained_weights")
+    return None
 
 
 def _describe_init(
