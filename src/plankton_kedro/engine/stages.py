@@ -33,6 +33,7 @@ class StageInputError(ValueError):
     """The inputs of a stage do not fit together (cache vs manifest, model vs checkpoint)."""
 
 
+# Training settings that do not change what is learned: they may differ on resume.
 OPERATIONAL_SETTINGS = {
     "device",
     "devices",
@@ -40,6 +41,7 @@ OPERATIONAL_SETTINGS = {
     "state_dir",
     "num_workers",
     "eval_batch_size",
+    "augment_on_device",
 }
 
 
