@@ -162,3 +162,23 @@ def test_stage_two_refuses_a_checkpoint_of_another_architecture(tiny_cache, tmp_
             backbone_init="checkpoint",
             init_checkpoint=checkpoint,
         )
+
+
+def test_report_has_top_k_and_most_confused_pairs():
+    from plankton_kedro.engine.metrics import classification_report
+
+    y_true = np.array([0, 0, 0, 1, 1, 2, 2, 3])
+    y_pred = np.array([0, 1, 1, 1, 1, 2, 0, 3])
+    scores = np.eye(4)[y_pred] + 0.5 * np.eye(4)[y_true]
+    report = classification_report(y_true, y_pred, ["a", "b", "c", "d"], scores=scores)
+    assert report["accuracy"] == 5 / 8
+    assert report["top3_accuracy"] == 1.0
+    assert report["most_confused"][0] == {
+        "true": "a",
+        "predicted": "b",
+        "count": 2,
+        "fraction_of_true": 2 / 3,
+    }
+    assert report["most_confused"][1]["true"] == "c"
+    assert len(report["most_confused"]) == 2
+    assert report["confusion_matrix"][0] == [1, 2, 0, 0]

@@ -22,13 +22,20 @@ def selection_score(y_true: np.ndarray, y_pred: np.ndarray, metric: str) -> floa
 
 
 def classification_report(
-    y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    scores: np.ndarray | None = None,
+    top_k: Sequence[int] = (3, 5),
 ) -> dict:
-    """Headline and per-class metrics as a JSON-ready dict."""
+    """Headline and per-class metrics as a JSON-ready dict (``scores``: logits or
+    probabilities, for top-k accuracy)."""
     labels = list(range(len(class_names)))
     precision, recall, f1, support = skm.precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
+    counts = skm.confusion_matrix(y_true, y_pred, labels=labels)
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "f1_macro": _f1(y_true, y_pred, labels, "macro"),
@@ -36,6 +43,9 @@ def classification_report(
         "f1_weighted": _f1(y_true, y_pred, labels, "weighted"),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
         "n_test": int(len(y_true)),
+        **_top_k_accuracies(y_true, scores, labels, top_k),
+        "most_confused": most_confused_pairs(counts, class_names),
+        "confusion_matrix": counts.tolist(),
         "per_class": {
             name: {
                 "precision": float(precision[i]),
@@ -46,6 +56,41 @@ def classification_report(
             for i, name in enumerate(class_names)
         },
     }
+
+
+def _top_k_accuracies(
+    y_true: np.ndarray, scores: np.ndarray | None, labels: list[int], top_k: Sequence[int]
+) -> dict[str, float]:
+    if scores is None or len(y_true) == 0:
+        return {}
+    return {
+        f"top{k}_accuracy": float(skm.top_k_accuracy_score(y_true, scores, k=k, labels=labels))
+        for k in top_k
+        if k < len(labels)
+    }
+
+
+def most_confused_pairs(
+    counts: np.ndarray, class_names: Sequence[str], limit: int = 10
+) -> list[dict]:
+    """The largest off-diagonal cells of a confusion matrix: which class is taken for which."""
+    off_diagonal = counts.copy()
+    np.fill_diagonal(off_diagonal, 0)
+    order = np.argsort(-off_diagonal, axis=None, kind="stable")[:limit]
+    rows = counts.sum(axis=1)
+    pairs = []
+    for true, predicted in zip(*np.unravel_index(order, counts.shape), strict=True):
+        if off_diagonal[true, predicted] == 0:
+            break
+        pairs.append(
+            {
+                "true": class_names[true],
+                "predicted": class_names[predicted],
+                "count": int(off_diagonal[true, predicted]),
+                "fraction_of_true": float(off_diagonal[true, predicted] / rows[true]),
+            }
+        )
+    return pairs
 
 
 def _f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int], average: str) -> float:

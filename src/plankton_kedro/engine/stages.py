@@ -237,7 +237,7 @@ def evaluate_checkpoint(
     )
     y_pred = logits.argmax(1)
     metrics = {
-        **classification_report(y_true, y_pred, class_names),
+        **classification_report(y_true, y_pred, class_names, scores=logits),
         "split": split,
         "route": checkpoint.get("route"),
         "model_name": checkpoint["model_name"],
