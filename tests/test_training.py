@@ -95,7 +95,7 @@ def _train(tiny_cache, state_dir, **training):
 
 
 def test_same_seed_gives_identical_weights_and_history(tiny_cache, tmp_path):
-    a, b = _train(tiny_cache, tmp_path), _train(tiny_cache, tmp_path)
+    a, b = _train(tiny_cache, tmp_path / "a"), _train(tiny_cache, tmp_path / "b")
     for key in a["state_dict"]:
         assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
     strip = [

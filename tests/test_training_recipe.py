@@ -82,9 +82,20 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert _same_weights(resumed["state_dict"], reference["state_dict"])
     assert _strip_timing(resumed["history"]) == _strip_timing(reference["history"])
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
-    # a completed run is not resumed: the same command trains afresh
+    # a completed run with the same data and settings is reused, not trained again
     again = _train(tiny_cache, tmp_path / "run")
     assert again["resumed_from_epoch"] is None
+    assert _same_weights(again["state_dict"], reference["state_dict"])
+    assert again["history"] == resumed["history"]  # timings too: nothing was re-run
+
+
+def test_a_completed_run_with_other_settings_is_replaced_not_refused(tiny_cache, tmp_path):
+    first = _train(tiny_cache, tmp_path, max_epochs=2)
+    second = _train(tiny_cache, tmp_path, max_epochs=3)
+    assert len(first["history"]) == 2 and len(second["history"]) == 3
+    forced = _train(tiny_cache, tmp_path, max_epochs=3, resume=False)
+    assert forced["history"] != second["history"]  # trained again (other timings)
+    assert _same_weights(forced["state_dict"], second["state_dict"])
 
 
 def test_resume_with_other_settings_or_data_refuses_and_names_the_difference(

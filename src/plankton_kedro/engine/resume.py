@@ -1,9 +1,9 @@
 """The resumable training state of one stage, kept in an unversioned folder the node owns.
 
-After every epoch the whole state (model, optimiser, scaler, counters, best weights, RNG
-states, history) is written through a temporary file and a rename, so a kill at any moment
-leaves the previous epoch's state intact. A finished stage is marked complete and is not
-resumed: the next run of the same command trains afresh.
+After every epoch the whole state (model, optimiser, scaler, counters, best weights,
+history) is written through a temporary file and a rename, so a kill at any moment leaves the
+previous epoch's state intact. A finished stage is marked complete: running it again with the
+same data and settings reuses its result instead of training again.
 """
 
 from __future__ import annotations
@@ -33,17 +33,19 @@ class TrainingStateStore:
         self.fingerprint = fingerprint
 
     def load_resumable(self) -> dict[str, Any] | None:
-        """The interrupted run's state, ``None`` when there is none (or it completed).
+        """The state to continue from: an interrupted run, or a completed one with the same
+        fingerprint (nothing left to train); ``None`` when there is none.
 
-        Raises ``ResumeMismatchError`` naming what differs when the state belongs to other
-        data, classes, model or settings.
+        Raises ``ResumeMismatchError`` naming what differs when an interrupted run belongs to
+        other data, classes, model or settings. A completed run with another fingerprint is
+        simply replaced.
         """
         if not self.path.is_file():
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=True)
-        if state.get("complete"):
-            return None
         differences = describe_differences(state.get("fingerprint", {}), self.fingerprint)
+        if state.get("complete"):
+            return None if differences else state
         if differences:
             raise ResumeMismatchError(
                 f"{self.path} holds an interrupted run of this stage with different "

@@ -220,12 +220,14 @@ def fit(
 
     val_positions = fixed_subset(np.arange(len(val_set)), training.max_val_images, training.seed)
     progress = _Progress()
-    resumed_from = _resume(store, training, model, optimizer, scaler, progress, log_prefix)
+    resumed_from, finished = _resume(
+        store, training, model, optimizer, scaler, progress, log_prefix
+    )
     samples_per_epoch = (
         steps_per_epoch * training.batch_size * training.accumulation_steps * layout.world_size
     )
     started, first_epoch = time.perf_counter(), progress.epoch + 1
-    for epoch in range(first_epoch, total_epochs + 1):
+    for epoch in range(first_epoch, 0 if finished else total_epochs + 1):
         epoch_start = time.perf_counter()
         phase = phase_of(epoch, training.warmup)
         if epoch > 1 and phase != phase_of(epoch - 1, training.warmup):
@@ -426,24 +428,35 @@ def _resume(
     scaler: torch.amp.GradScaler,
     progress: _Progress,
     log_prefix: str,
-) -> int | None:
-    """Restore an interrupted run into ``model``/``optimizer``/``progress``; its epoch."""
+) -> tuple[int | None, bool]:
+    """Restore a previous run into ``model``/``optimizer``/``progress``: the epoch it
+    resumes from, and whether that run had already finished (nothing left to train)."""
     if store is None:
-        return None
+        return None, False
     if not training.resume:
         if distributed.current().is_main:
             store.discard()
         distributed.barrier()
-        return None
+        return None, False
     state = store.load_resumable()
     if state is None:
-        return None
+        return None, False
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
     for name in ("epoch", "main_updates", "best_score", "best_epoch", "history", "best_state"):
         setattr(progress, name, state[name])
     progress.evaluations_without_improvement = state["evaluations_without_improvement"]
+    if state["complete"]:
+        logger.info(
+            "%salready trained with the same data and settings: reusing %s (best %.4f @%d); "
+            "--params training.resume=false trains again",
+            log_prefix,
+            store.path,
+            progress.best_score,
+            progress.best_epoch,
+        )
+        return None, True
     logger.info(
         "%sresuming the interrupted run from %s after epoch %d (best %.4f @%d)",
         log_prefix,
@@ -452,7 +465,7 @@ def _resume(
         progress.best_score,
         progress.best_epoch,
     )
-    return progress.epoch
+    return progress.epoch, False
 
 
 def _save_state(
