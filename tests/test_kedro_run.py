@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -216,3 +217,25 @@ def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
     assert rest.returncode == 0, rest.stdout[-3000:] + rest.stderr[-3000:]
     metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert metrics["n_test"] == 80
+
+
+def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_path):
+    project = _copy_project(tmp_path / "project")
+    first = kedro(project, "--pipeline=compare", "--params", SMALLEST)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    table = pd.read_csv(latest(project, "data/08_reporting/compare/route_comparison.csv"))
+    assert sorted(zip(table["route"], table["seed"], strict=True)) == [
+        (route, seed)
+        for route in ("in_domain", "out_of_domain", "two_stage")
+        for seed in (1, 2, 42)
+    ]
+    assert table["checkpoint_version"].notna().all() and (table["n_test"] == 80).all()
+    summary = latest_json(project, "data/08_reporting/compare/route_summary.json")
+    assert summary["two_stage"]["accuracy"]["n"] == 3
+    assert summary["two_stage"]["seeds"] == [1, 2, 42]
+    assert latest(project, "data/08_reporting/compare/route_comparison.png").stat().st_size
+
+    again = kedro(project, "--pipeline=compare", "--params", SMALLEST)
+    assert again.returncode == 0
+    assert again.stdout.count("already trained with the same data and settings") == 15
+    assert "pretraining epoch 1/1" not in again.stdout

@@ -143,7 +143,7 @@ def _combine_named(
 
 def _best(scores: Mapping[str, float]) -> str:
     """The highest-scoring name; ties go to the first name in sorted order."""
-    return min(sorted(scores), key=lambda name: -scores[name])
+    return max(sorted(scores), key=scores.__getitem__)
 
 
 def _check_logits(logits: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -164,7 +164,7 @@ def _normalised_weights(weights: Sequence[float] | None, n: int) -> np.ndarray:
         return np.full(n, 1.0 / n)
     w = np.asarray(weights, dtype=float)
     if w.shape != (n,):
-        raise ValueError(f"expected {n} weights, got {w.shape[0] if w.ndim == 1 else w.shape}")
+        raise ValueError(f"expected {n} weights, got an array of shape {w.shape}")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError(f"weights must be finite and non-negative, got {w.tolist()}")
     if w.sum() <= 0:
@@ -177,7 +177,7 @@ def _check_temperatures(temperatures: Sequence[float] | None, n: int) -> np.ndar
         return np.ones(n)
     t = np.asarray(temperatures, dtype=float)
     if t.shape != (n,):
-        raise ValueError(f"expected {n} temperatures, got {t.shape[0] if t.ndim == 1 else t.shape}")
+        raise ValueError(f"expected {n} temperatures, got an array of shape {t.shape}")
     if not np.all(np.isfinite(t)) or np.any(t <= 0):
         raise ValueError(f"temperatures must be finite and positive, got {t.tolist()}")
     return t

@@ -75,9 +75,12 @@ def train_stage(
     stage: str,
     backbone_init: str,
     init_checkpoint: dict[str, Any] | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Train one stage on the train split, select on validation; return the best checkpoint.
 
+    ``run_name`` (default: the route) names this run's resumable state, so that variants of
+    a route (other seeds, ensemble members) never overwrite each other's.
     ``backbone_init``: ``scratch`` (random), ``pretrained`` (``model.pretrained``) or
     ``checkpoint`` (backbone + bottleneck of ``init_checkpoint``, fresh classifier).
     With ``training.devices > 1`` the stage runs as that many DDP processes; under
@@ -115,8 +118,8 @@ def train_stage(
         training=training,
         backbone_init=backbone_init,
         init_checkpoint=init_checkpoint,
-        log_prefix=f"{route}/{stage} ",
-        state_folder=str(Path(training.state_dir) / f"{route}_{stage}"),
+        log_prefix=f"{run_name or route}/{stage} ",
+        state_folder=str(Path(training.state_dir) / f"{run_name or route}_{stage}"),
         fingerprint=_fingerprint(manifest, class_names, model, data, training, init_checkpoint),
     )
     processes = distributed.resolve_devices(training.devices)
@@ -137,7 +140,9 @@ def train_stage(
         "std": list(std),
         "fill": data.fill,
         "route": route,
+        "run": run_name or route,
         "stage": stage,
+        "seed": training.seed,
         "dataset": _dataset_name(manifest),
         "manifest_version": manifest.attrs.get("version"),
         "initial_weights": weights,
@@ -240,6 +245,8 @@ def evaluate_checkpoint(
         **classification_report(y_true, y_pred, class_names, scores=logits),
         "split": split,
         "route": checkpoint.get("route"),
+        "run": checkpoint.get("run", checkpoint.get("route")),
+        "seed": checkpoint.get("seed"),
         "model_name": checkpoint["model_name"],
         "dataset": _dataset_name(manifest),
         "checkpoint_version": checkpoint.get("version"),

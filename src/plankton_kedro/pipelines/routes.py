@@ -28,16 +28,23 @@ TRAINING_TAG = "training"
 PRETRAINED_WEIGHTS_TAG = "uses_pretrained_weights"
 
 
-def build_route(name: str) -> Pipeline:
-    """Ingestion of both sets + the route's training stages + evaluation on the target."""
+def run_namespace(route: str, seed: int | None = None) -> str:
+    """The namespace of a route's run: the route itself, or ``<route>_seed<N>`` for a seed."""
+    return route if seed is None else f"{route}_seed{seed}"
+
+
+def build_route(name: str, *, seed: int | None = None, ingestion: bool = True) -> Pipeline:
+    """Ingestion of both sets (optional) + the route's training stages + evaluation on the
+    target, in namespace :func:`run_namespace`; ``seed`` overrides ``training.seed``."""
     from plankton_kedro.pipelines.evaluation.pipeline import evaluate_route
     from plankton_kedro.pipelines.fine_tuning.pipeline import fine_tune_route
-    from plankton_kedro.pipelines.ingestion.pipeline import create_pipeline as ingestion
+    from plankton_kedro.pipelines.ingestion.pipeline import create_pipeline as ingest
     from plankton_kedro.pipelines.pretraining.pipeline import pretrain_route
 
     route = ROUTES[name]
-    stages = [ingestion()]
+    namespace = run_namespace(name, seed)
+    stages = [ingest()] if ingestion else []
     if route.stage1_init is not None:
-        stages.append(pretrain_route(route))
-    stages += [fine_tune_route(route), evaluate_route(route)]
+        stages.append(pretrain_route(route, namespace, seed))
+    stages += [fine_tune_route(route, namespace, seed), evaluate_route(route, namespace)]
     return sum(stages, Pipeline([]))

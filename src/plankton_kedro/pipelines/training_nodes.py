@@ -26,6 +26,8 @@ def train(
     route: str,
     stage: str,
     backbone_init: str,
+    run_name: str | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Train on the train split from ``backbone_init`` (``scratch`` or ``pretrained``, i.e.
     ``model.pretrained``); return the best checkpoint on the validation split."""
@@ -34,10 +36,11 @@ def train(
         manifest,
         model=model,
         data=data,
-        training=training.overridden(stage_settings.training),
+        training=stage_training(training, stage_settings, seed),
         route=route,
         stage=stage,
         backbone_init=backbone_init,
+        run_name=run_name,
     )
 
 
@@ -51,6 +54,8 @@ def fine_tune_from_source_model(
     fine_tuning: StageParams,
     *,
     route: str,
+    run_name: str | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Keep the stage-1 backbone and bottleneck, re-initialise the classifier, fine-tune."""
     return train_stage(
@@ -58,12 +63,21 @@ def fine_tune_from_source_model(
         manifest,
         model=model,
         data=data,
-        training=training.overridden(fine_tuning.training),
+        training=stage_training(training, fine_tuning, seed),
         route=route,
         stage="fine_tuning",
         backbone_init="checkpoint",
         init_checkpoint=source_model,
+        run_name=run_name,
     )
+
+
+def stage_training(
+    training: TrainingParams, stage_settings: StageParams, seed: int | None
+) -> TrainingParams:
+    """Global training settings, then the stage's overrides, then a run's own seed."""
+    settings = training.overridden(stage_settings.training)
+    return settings if seed is None else settings.model_copy(update={"seed": seed})
 
 
 def training_node(

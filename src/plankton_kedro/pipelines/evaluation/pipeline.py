@@ -9,7 +9,7 @@ from plankton_kedro.pipelines.routes import ROUTES, Route
 from .nodes import evaluate_on_target_test
 
 
-def evaluate_route(route: Route) -> Pipeline:
+def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
     """<route>.target_model + target set -> <route>.metrics, <route>.confusion_matrix."""
     template = Pipeline(
         [
@@ -24,7 +24,7 @@ def evaluate_route(route: Route) -> Pipeline:
     )
     return Pipeline(
         template,
-        namespace=route.name,
+        namespace=namespace or route.name,
         inputs={"image_cache": "target_image_cache", "manifest": "target_manifest"},
     )
 

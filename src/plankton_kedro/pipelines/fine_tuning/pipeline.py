@@ -15,8 +15,12 @@ from plankton_kedro.pipelines.training_nodes import (
 STAGE_INPUTS = [*(f"params:{p}" for p in SETTINGS), "params:fine_tuning"]
 
 
-def fine_tune_route(route: Route) -> Pipeline:
-    """target_image_cache + target_manifest (+ <route>.source_model) -> <route>.target_model."""
+def fine_tune_route(
+    route: Route, namespace: str | None = None, seed: int | None = None
+) -> Pipeline:
+    """target_image_cache + target_manifest (+ <ns>.source_model) -> <ns>.target_model."""
+    namespace = namespace or route.name
+    run = {"route": route.name, "run_name": namespace, "seed": seed}
     if route.stage1_init is None:
         stage = training_node(
             train,
@@ -24,9 +28,9 @@ def fine_tune_route(route: Route) -> Pipeline:
             "target_model",
             name="fine_tune_on_target",
             tags=[TRAINING_TAG, PRETRAINED_WEIGHTS_TAG],
-            route=route.name,
             stage="fine_tuning",
             backbone_init="pretrained",
+            **run,
         )
     else:
         stage = training_node(
@@ -35,11 +39,11 @@ def fine_tune_route(route: Route) -> Pipeline:
             "target_model",
             name="fine_tune_on_target",
             tags=[TRAINING_TAG],
-            route=route.name,
+            **run,
         )
     return Pipeline(
         [stage],
-        namespace=route.name,
+        namespace=namespace,
         inputs={"image_cache": "target_image_cache", "manifest": "target_manifest"},
         parameters={p: p for p in (*SETTINGS, "fine_tuning")},
     )

@@ -8,8 +8,9 @@ from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAI
 from plankton_kedro.pipelines.training_nodes import SETTINGS, train, training_node
 
 
-def pretrain_route(route: Route) -> Pipeline:
-    """source_image_cache + source_manifest -> <route>.source_model."""
+def pretrain_route(route: Route, namespace: str | None = None, seed: int | None = None) -> Pipeline:
+    """source_image_cache + source_manifest -> <namespace>.source_model."""
+    namespace = namespace or route.name
     tags = [TRAINING_TAG] + ([PRETRAINED_WEIGHTS_TAG] if route.stage1_init == "pretrained" else [])
     stage = training_node(
         train,
@@ -20,10 +21,12 @@ def pretrain_route(route: Route) -> Pipeline:
         route=route.name,
         stage="pretraining",
         backbone_init=route.stage1_init,
+        run_name=namespace,
+        seed=seed,
     )
     return Pipeline(
         [stage],
-        namespace=route.name,
+        namespace=namespace,
         inputs={"image_cache": "source_image_cache", "manifest": "source_manifest"},
         parameters={p: p for p in (*SETTINGS, "pretraining")},
     )
