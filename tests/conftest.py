@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from kedro.io import MemoryDataset
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 # Tiny models gain nothing from intra-op threads, and spinning OpenMP threads make them
@@ -42,3 +43,10 @@ def tiny_cache() -> tuple[np.ndarray, pd.DataFrame]:
     manifest = pd.DataFrame(rows)
     manifest.attrs.update(dataset="tiny", version="2026-01-01T00.00.00.000Z")
     return np.stack(images), manifest
+
+
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so a test can inspect it afterwards."""
+
+    def _release(self) -> None:
+        pass

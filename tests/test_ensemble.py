@@ -5,11 +5,11 @@ import inspect
 import numpy as np
 import pytest
 
+from plankton_kedro.engine.calibration import softmax
 from plankton_kedro.engine.ensemble import (
     combine,
     ensemble_predictions,
     greedy_forward_selection,
-    softmax,
 )
 
 P1 = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])

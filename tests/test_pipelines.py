@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.config import (
     DataParams,
+    EvaluationParams,
     IngestionParams,
     ModelParams,
     StageParams,
@@ -20,16 +21,9 @@ from plankton_kedro.engine.config import (
 from plankton_kedro.pipeline_registry import register_pipelines
 from plankton_kedro.pipelines.routes import ROUTES, build_route
 
-from .conftest import TINY_MODEL
+from .conftest import TINY_MODEL, KeptDataset
 
 SHAPES = ("bar", "disc", "cross")
-
-
-class KeptDataset(MemoryDataset):
-    """A MemoryDataset the runner cannot release, so the test can inspect it afterwards."""
-
-    def _release(self) -> None:
-        pass
 
 
 def _draw(shape: str, rng: np.random.Generator) -> Image.Image:
@@ -71,11 +65,12 @@ def _catalog(tmp_path, route: str) -> DataCatalog:
         "ingestion": IngestionParams(workers=1),
         "pretraining": StageParams(training={"max_epochs": 3}),
         "fine_tuning": StageParams(),
+        "evaluation": EvaluationParams(feature_classifiers={"cv_folds": 2}),
     }
     datasets = {f"params:{key}": MemoryDataset(value) for key, value in settings.items()}
     datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
     datasets["target_images"] = MemoryDataset(_collection(tmp_path / "target", 10, 1))
-    for name in ("source_model", "target_model", "metrics"):
+    for name in ("source_model", "target_model", "metrics", "calibration", "feature_classifiers"):
         datasets[f"{route}.{name}"] = KeptDataset()
     datasets["target_ingestion_report"] = KeptDataset()
     return DataCatalog(datasets)
@@ -100,6 +95,11 @@ def test_route_runs_end_to_end_in_memory(tmp_path, route):
         assert len(source_model["history"]) == 3
         assert len(model["history"]) == 2
         assert model["initial_weights"].startswith(f"{route}/pretraining checkpoint")
+    calibration = catalog.load(f"{route}.calibration")
+    assert calibration["temperature"] > 0 and 0 <= calibration["rejection_threshold"] <= 1
+    features = catalog.load(f"{route}.feature_classifiers")
+    assert {"logistic_regression", "svc_rbf", "fine_tuned_head"} <= set(features)
+    assert features["svc_rbf"]["best_C"] in EvaluationParams().feature_classifiers.c_grid
     report = catalog.load("target_ingestion_report")
     assert report["images"] == 30 and report["skipped_count"] == 0
 

@@ -12,6 +12,7 @@ from kedro.runner import SequentialRunner
 from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.config import (
     DataParams,
+    EvaluationParams,
     IngestionParams,
     ModelParams,
     StageParams,
@@ -19,7 +20,7 @@ from plankton_kedro.engine.config import (
 )
 from plankton_kedro.pipelines.routes import build_route
 
-from .conftest import SHARED_DATA, TINY_MODEL
+from .conftest import SHARED_DATA, TINY_MODEL, KeptDataset
 
 UVP6 = SHARED_DATA / "uvp6_sample.zip"
 
@@ -54,16 +55,18 @@ def test_uvp6_slice_ingests_and_trains(tmp_path):
         "ingestion": IngestionParams(),
         "pretraining": StageParams(),
         "fine_tuning": StageParams(),
+        "evaluation": EvaluationParams(feature_classifiers={"cv_folds": 2}),
     }
     catalog = DataCatalog(
         {
             **{f"params:{key}": MemoryDataset(value) for key, value in settings.items()},
             "source_images": ImageSourceDataset(path=str(source)),
             "target_images": ImageSourceDataset(path=str(target)),
+            "two_stage.metrics": KeptDataset(),
         }
     )
     outputs = SequentialRunner().run(build_route("two_stage"), catalog)
-    metrics = outputs["two_stage.metrics"].load()
+    metrics = catalog.load("two_stage.metrics")
     assert metrics["dataset"] == target.stem
     assert metrics["n_test"] == 9  # 15 % of 20 images in each of 3 classes
     report = outputs["source_ingestion_report"].load()

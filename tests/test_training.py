@@ -7,7 +7,12 @@ import torch
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
 from plankton_kedro.engine.data import CachedImages, EpochSampler, fixed_subset
 from plankton_kedro.engine.model import build_model
-from plankton_kedro.engine.stages import StageInputError, evaluate_checkpoint, train_stage
+from plankton_kedro.engine.stages import (
+    StageInputError,
+    evaluation_report,
+    predict_splits,
+    train_stage,
+)
 from plankton_kedro.engine.training import build_optimizer, lr_multiplier, updates_per_epoch
 
 from .conftest import TINY_MODEL
@@ -113,13 +118,21 @@ def test_same_seed_gives_identical_weights_and_history(tiny_cache, tmp_path):
 def test_training_learns_and_evaluation_reports_metrics(tiny_cache, tmp_path):
     checkpoint = _train(tiny_cache, tmp_path, max_epochs=6)
     assert checkpoint["best_score"] >= 0.9
-    metrics, figure = evaluate_checkpoint(checkpoint, *tiny_cache)
+    predictions = predict_splits(checkpoint, *tiny_cache)
+    metrics, calibration, figure, reliability = evaluation_report(
+        checkpoint, tiny_cache[1], predictions, target_precision=0.9
+    )
     assert metrics["accuracy"] >= 0.9
     assert metrics["n_test"] == 12
     assert set(metrics["per_class"]) == {"bar", "gradient", "square"}
     assert {"f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
     assert metrics["manifest_version"] == "2026-01-01T00.00.00.000Z"
-    assert figure.axes
+    assert figure.axes and len(reliability.axes) == 2
+    assert calibration["temperature"] > 0 and calibration["fitted_on"] == "val"
+    assert (
+        metrics["open_set"]["test"]["n_accepted"] + metrics["open_set"]["test"]["n_rejected"] == 12
+    )
+    assert predictions["train"]["embeddings"].shape == (48, 32)
 
 
 def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path):

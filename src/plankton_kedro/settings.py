@@ -7,6 +7,8 @@ from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks
 # Kedro 1.7 still calls an OmegaConf API that OmegaConf 2.4 deprecates; the warning is
 # about Kedro's code, not the project's, and repeats on every run.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
+# The comparison and ensemble nodes read outputs of several route namespaces on purpose.
+warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters")
 
 HOOKS = (PreflightHooks(), RunSummaryHooks())
 

@@ -21,8 +21,8 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     scaled = np.asarray(logits, dtype=np.float64) / temperature
-    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
+    exp = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def _confidence_and_correct(
@@ -75,14 +75,28 @@ def reliability_diagram(
         2, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
     )
     top.bar(
-        left_edges[filled], accuracy[filled], width=width, align="edge",
-        color="tab:blue", edgecolor="black", linewidth=0.6, label="accuracy",
-    )  # fmt: skip
+        left_edges[filled],
+        accuracy[filled],
+        width=width,
+        align="edge",
+        color="tab:blue",
+        edgecolor="black",
+        linewidth=0.6,
+        label="accuracy",
+    )
     top.bar(
-        left_edges[filled], (mean_confidence - accuracy)[filled], bottom=accuracy[filled],
-        width=width, align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red",
-        hatch="//", linewidth=0.6, label="gap to confidence",
-    )  # fmt: skip
+        left_edges[filled],
+        (mean_confidence - accuracy)[filled],
+        bottom=accuracy[filled],
+        width=width,
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        edgecolor="tab:red",
+        hatch="//",
+        linewidth=0.6,
+        label="gap to confidence",
+    )
     top.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
     top.plot([], [], " ", label=f"ECE = {ece:.3f}")
     top.set_xlim(0, 1)

@@ -161,6 +161,28 @@ class StageParams(_Strict):
         return overrides
 
 
+class FeatureClassifierParams(_Strict):
+    """Classifiers on frozen 512-d bottleneck features (the paper's feature path)."""
+
+    enabled: bool = True
+    c_grid: list[float] = Field(
+        default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3], min_length=1
+    )
+    cv_folds: int = Field(3, ge=2)
+    max_train_images: PositiveInt = 20000
+    seed: int = 42
+
+
+class EvaluationParams(_Strict):
+    """How a fine-tuned model is evaluated, calibrated and given an "unknown" threshold."""
+
+    target_precision: float = Field(0.95, gt=0, le=1)
+    calibration_bins: int = Field(15, ge=2)
+    top_k: list[PositiveInt] = Field(default_factory=lambda: [3, 5])
+    batch_size: PositiveInt = 128
+    feature_classifiers: FeatureClassifierParams = FeatureClassifierParams()
+
+
 class SplitParams(_Strict):
     """Stratified, seeded train/val/test fractions."""
 

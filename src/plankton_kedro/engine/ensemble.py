@@ -13,16 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from plankton_kedro.engine.calibration import softmax
 from plankton_kedro.engine.metrics import selection_score
 
 MODES = ("probabilities", "logits")
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, shifted by the row maximum for numerical stability."""
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 def combine(

@@ -17,12 +17,21 @@ import pandas as pd
 import timm
 
 from . import distributed
+from .calibration import (
+    choose_rejection_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    rejection_report,
+    reliability_diagram,
+    softmax,
+)
 from .config import DataParams, ModelParams, TrainingParams
 from .data import CachedImages
 from .metrics import classification_report, confusion_matrix_figure
 from .model import PlanktonNet, build_model
 from .resume import TrainingStateStore
-from .training import TrainResult, fit, predict_logits, resolve_device, seed_everything
+from .training import TrainResult, fit, predict, resolve_device, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -193,15 +202,16 @@ def run_job(job: StageJob) -> tuple[TrainResult, str | None, tuple, tuple]:
     return result, weights, mean, std
 
 
-def evaluate_checkpoint(
+def predict_splits(
     checkpoint: dict[str, Any],
     images: np.ndarray,
     manifest: pd.DataFrame,
     *,
-    split: str = "test",
+    splits: tuple[str, ...] = ("train", "val", "test"),
     batch_size: int = 128,
-) -> tuple[dict[str, Any], Any]:
-    """Metrics and confusion-matrix figure of ``checkpoint`` on one split of a data set."""
+) -> dict[str, dict[str, Any]]:
+    """Labels, logits and bottleneck embeddings of ``checkpoint`` on each split (centre
+    crops): ``{split: {"rel_path", "labels", "logits", "embeddings"}}``."""
     class_names = list(checkpoint["class_names"])
     if images.shape[1] != checkpoint["cache_size"]:
         raise StageInputError(
@@ -210,40 +220,81 @@ def evaluate_checkpoint(
             f"(data.image_size={checkpoint['image_size']}): run ingestion with "
             f"--params data.image_size={checkpoint['image_size']}"
         )
-    rows = np.flatnonzero(manifest["split"].to_numpy() == split)
-    if len(rows) == 0:
-        raise StageInputError(f"{_dataset_name(manifest)} has no images in the {split} split")
-    unknown = sorted(set(manifest["label"].iloc[rows]) - set(class_names))
+    unknown = sorted(set(manifest["label"]) - set(class_names))
     if unknown:
         raise StageInputError(
-            f"the {split} split has classes the model was not trained on: {', '.join(unknown)}"
+            f"{_dataset_name(manifest)} has classes the model was not trained on: "
+            f"{', '.join(unknown)}"
         )
     trained_on, evaluated_on = checkpoint.get("manifest_version"), manifest.attrs.get("version")
     if trained_on and evaluated_on and trained_on != evaluated_on:
         logger.warning(
             "checkpoint %s was trained on manifest %s but is evaluated on manifest %s: if the "
-            "split differs, some %s images may have been seen in training",
+            "split differs, some test images may have been seen in training",
             checkpoint.get("version"),
             trained_on,
             evaluated_on,
-            split,
         )
-    index = {name: i for i, name in enumerate(class_names)}
-    labels = manifest["label"].map(index).fillna(-1).astype(int).to_numpy()
+    labels = manifest["label"].map({name: i for i, name in enumerate(class_names)}).to_numpy()
     net = model_from_checkpoint(checkpoint)
     device = resolve_device("auto")
-    y_true, logits = predict_logits(
-        net,
-        CachedImages(images, labels, rows, checkpoint["image_size"], train=False),
-        batch_size,
-        tuple(checkpoint["mean"]),
-        tuple(checkpoint["std"]),
-        device,
-    )
+    outputs = {}
+    for split in splits:
+        rows = np.flatnonzero(manifest["split"].to_numpy() == split)
+        if len(rows) == 0:
+            raise StageInputError(f"{_dataset_name(manifest)} has no images in the {split} split")
+        result = predict(
+            net,
+            CachedImages(images, labels, rows, checkpoint["image_size"], train=False),
+            batch_size,
+            tuple(checkpoint["mean"]),
+            tuple(checkpoint["std"]),
+            device,
+            with_embeddings=True,
+        )
+        outputs[split] = {
+            "rel_path": manifest["rel_path"].iloc[rows].tolist(),
+            "labels": result.labels,
+            "logits": result.logits,
+            "embeddings": result.embeddings,
+        }
+    return outputs
+
+
+def evaluation_report(
+    checkpoint: dict[str, Any],
+    manifest: pd.DataFrame,
+    predictions: dict[str, dict[str, Any]],
+    *,
+    target_precision: float,
+    calibration_bins: int = 15,
+    top_k: tuple[int, ...] = (3, 5),
+) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
+    """Test metrics, calibration and the "unknown" threshold, all chosen on validation.
+
+    Returns the metrics, the calibration to store with the model (temperature and
+    rejection threshold), the confusion matrix and the reliability diagram (test split,
+    after temperature scaling).
+    """
+    class_names = list(checkpoint["class_names"])
+    val, test = predictions["val"], predictions["test"]
+    y_true, logits = test["labels"], test["logits"]
     y_pred = logits.argmax(1)
+    temperature = fit_temperature(val["logits"], val["labels"])
+    val_probabilities = softmax(val["logits"], temperature)
+    test_probabilities = softmax(logits, temperature)
+    threshold = choose_rejection_threshold(val_probabilities, val["labels"], target_precision)
+    calibration = {
+        "temperature": temperature,
+        "rejection_threshold": threshold["threshold"],
+        "target_precision": target_precision,
+        "fitted_on": "val",
+        "checkpoint_version": checkpoint.get("version"),
+        "manifest_version": manifest.attrs.get("version"),
+    }
     metrics = {
-        **classification_report(y_true, y_pred, class_names, scores=logits),
-        "split": split,
+        **classification_report(y_true, y_pred, class_names, scores=logits, top_k=top_k),
+        "split": "test",
         "route": checkpoint.get("route"),
         "run": checkpoint.get("run", checkpoint.get("route")),
         "seed": checkpoint.get("seed"),
@@ -253,14 +304,39 @@ def evaluate_checkpoint(
         "manifest_version": manifest.attrs.get("version"),
         "trained_on_manifest_version": checkpoint.get("manifest_version"),
         "initial_weights": checkpoint.get("initial_weights"),
+        "pretrained_weights": checkpoint.get("pretrained_weights"),
         "best_epoch": checkpoint.get("best_epoch"),
         "image_size": checkpoint["image_size"],
+        "calibration": {
+            "temperature": temperature,
+            "bins": calibration_bins,
+            "ece_before": expected_calibration_error(softmax(logits), y_true, calibration_bins),
+            "ece_after": expected_calibration_error(test_probabilities, y_true, calibration_bins),
+            "val_nll_before": negative_log_likelihood(val["logits"], val["labels"]),
+            "val_nll_after": negative_log_likelihood(val["logits"], val["labels"], temperature),
+            "test_nll_before": negative_log_likelihood(logits, y_true),
+            "test_nll_after": negative_log_likelihood(logits, y_true, temperature),
+        },
+        "open_set": {
+            "chosen_on_val": threshold,
+            "test": rejection_report(test_probabilities, y_true, threshold["threshold"]),
+        },
     }
     title = (
-        f"{checkpoint.get('route')} · {checkpoint['model_name']} · {_dataset_name(manifest)} "
-        f"{split} (accuracy {metrics['accuracy']:.3f}, n={metrics['n_test']})"
+        f"{metrics['run']} · {checkpoint['model_name']} · {_dataset_name(manifest)} test "
+        f"(accuracy {metrics['accuracy']:.3f}, n={metrics['n_test']})"
     )
-    return metrics, confusion_matrix_figure(y_true, y_pred, class_names, title)
+    return (
+        metrics,
+        calibration,
+        confusion_matrix_figure(y_true, y_pred, class_names, title),
+        reliability_diagram(
+            test_probabilities,
+            y_true,
+            calibration_bins,
+            title=f"{metrics['run']}: test split after temperature scaling (T={temperature:.2f})",
+        ),
+    )
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> PlanktonNet:

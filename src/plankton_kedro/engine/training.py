@@ -382,18 +382,28 @@ def _validation_score(
 ) -> float:
     """Selection metric on the fixed validation subset, each rank scoring its share."""
     shard = Subset(val_set, positions[layout.rank :: layout.world_size].tolist())
-    y_true, logits = predict_logits(
+    outputs = predict(
         model, shard, training.eval_batch_size, mean, std, device, training.num_workers,
         precision=precision,
     )  # fmt: skip
+    y_true, logits = outputs.labels, outputs.logits
     parts = distributed.all_gather_objects((y_true, logits.argmax(1) if len(logits) else y_true))
     y_true = np.concatenate([t for t, _ in parts])
     y_pred = np.concatenate([p for _, p in parts])
     return selection_score(y_true, y_pred, training.selection_metric)
 
 
+@dataclass
+class Predictions:
+    """Model outputs on a dataset: true labels, logits and (when asked) bottleneck features."""
+
+    labels: np.ndarray
+    logits: np.ndarray
+    embeddings: np.ndarray | None = None
+
+
 @torch.inference_mode()
-def predict_logits(
+def predict(
     model: PlanktonNet,
     dataset: torch.utils.data.Dataset,
     batch_size: int,
@@ -403,21 +413,29 @@ def predict_logits(
     num_workers: int = 0,
     *,
     precision: str = "fp32",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and logits for every item of ``dataset`` (evaluation mode, centre crops)."""
+    with_embeddings: bool = False,
+) -> Predictions:
+    """Outputs for every item of ``dataset`` (evaluation mode, centre crops)."""
     device = torch.device(device)
     model.to(device).eval()
     mean_t = torch.tensor(mean, device=device)
     std_t = torch.tensor(std, device=device)
-    labels, logits = [], []
+    labels, logits, embeddings = [], [], []
     for images, targets in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
         with autocast(device, precision):
-            output = model(normalise(images.to(device), mean_t, std_t))[2]
+            _, embedding, output = model(normalise(images.to(device), mean_t, std_t))
         logits.append(output.float().cpu())
         labels.append(targets)
+        if with_embeddings:
+            embeddings.append(embedding.float().cpu())
     if not logits:
-        return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
-    return torch.cat(labels).numpy(), torch.cat(logits).numpy()
+        empty = np.zeros((0, 0), dtype=np.float32)
+        return Predictions(np.zeros(0, np.int64), empty, empty if with_embeddings else None)
+    return Predictions(
+        torch.cat(labels).numpy(),
+        torch.cat(logits).numpy(),
+        torch.cat(embeddings).numpy() if with_embeddings else None,
+    )
 
 
 def _resume(

@@ -1,0 +1,158 @@
+"""Calibration (ECE, temperature scaling, reliability diagram) and open-set rejection."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from plankton_kedro.engine.calibration import (
+    choose_rejection_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    rejection_report,
+    reliability_diagram,
+    softmax,
+)
+
+
+def _rows(confidences: list[float], correct: list[bool], k: int = 10):
+    """Probability rows whose max is each confidence on class 0; label 0 if correct, else 1."""
+    confidences = np.asarray(confidences, dtype=np.float64)
+    probabilities = np.repeat(((1 - confidences) / (k - 1))[:, None], k, axis=1)
+    probabilities[:, 0] = confidences
+    return probabilities, np.where(correct, 0, 1)
+
+
+def _calibrated_logits(seed: int = 0, n: int = 3000, k: int = 5):
+    """Logits of a decent classifier with labels drawn from their own softmax: calibrated at T=1."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(n, k))
+    cumulative = softmax(logits).cumsum(axis=1)
+    labels = np.minimum((rng.random((n, 1)) > cumulative).sum(axis=1), k - 1)
+    return logits, labels
+
+
+def test_softmax_rows_sum_to_one_and_temperature_flattens():
+    logits = np.array([[1000.0, 999.0, 0.0], [-3.0, 0.0, 2.0]])
+    sharp, flat = softmax(logits), softmax(logits, temperature=10.0)
+    np.testing.assert_allclose(sharp.sum(axis=1), 1.0)
+    np.testing.assert_allclose(flat.sum(axis=1), 1.0)
+    assert np.all(flat.max(axis=1) < sharp.max(axis=1))
+    np.testing.assert_array_equal(flat.argmax(axis=1), sharp.argmax(axis=1))
+
+
+def test_ece_matches_a_hand_computation():
+    # bin (0, 0.5]: conf 0.4, 0.4, acc 1/2 -> gap 0.1; bin (0.5, 1]: conf 0.8, 0.9, acc 1/2 ->
+    # gap 0.35; ECE = 2/4 * 0.1 + 2/4 * 0.35 = 0.225
+    probabilities, labels = _rows([0.4, 0.4, 0.8, 0.9], [True, False, True, False])
+    assert expected_calibration_error(probabilities, labels, n_bins=2) == pytest.approx(0.225)
+
+
+def test_ece_is_zero_when_perfectly_calibrated_and_the_gap_when_overconfident():
+    probabilities, labels = _rows([0.75] * 4 + [1.0] * 2, [True, True, True, False, True, True])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.0)
+    overconfident, labels = _rows([0.9] * 10, [True] * 6 + [False] * 4)
+    assert expected_calibration_error(overconfident, labels) == pytest.approx(0.3)
+    assert expected_calibration_error(np.zeros((0, 3)), np.zeros(0, dtype=int)) == 0.0
+
+
+def test_temperature_scaling_fixes_an_overconfident_model():
+    logits, labels = _calibrated_logits()
+    overconfident = 5.0 * logits
+    temperature = fit_temperature(overconfident, labels)
+    assert 4.0 < temperature < 6.0
+    assert negative_log_likelihood(overconfident, labels, temperature) < (
+        negative_log_likelihood(overconfident, labels)
+    )
+    scaled = softmax(overconfident, temperature)
+    assert expected_calibration_error(scaled, labels) < expected_calibration_error(
+        softmax(overconfident), labels
+    )
+    np.testing.assert_array_equal(scaled.argmax(axis=1), overconfident.argmax(axis=1))
+    assert fit_temperature(overconfident, labels) == temperature
+
+
+def test_temperature_scaling_sharpens_an_underconfident_model():
+    logits, labels = _calibrated_logits(seed=1)
+    underconfident = logits / 3.0
+    temperature = fit_temperature(underconfident, labels)
+    assert temperature < 0.5
+    assert negative_log_likelihood(underconfident, labels, temperature) < (
+        negative_log_likelihood(underconfident, labels)
+    )
+
+
+def test_fit_temperature_never_worsens_nll_and_handles_empty_input():
+    logits, labels = _calibrated_logits(seed=2)
+    temperature = fit_temperature(logits, labels)
+    assert temperature == pytest.approx(1.0, abs=0.15)
+    assert negative_log_likelihood(logits, labels, temperature) <= negative_log_likelihood(
+        logits, labels
+    )
+    assert fit_temperature(np.zeros((0, 4)), np.zeros(0, dtype=int)) == 1.0
+
+
+def test_threshold_is_the_largest_coverage_meeting_the_target():
+    # accuracy when accepting conf >= t: 0.95 -> 1, 0.9 -> 1, 0.8 -> 2/3, 0.7 -> 3/4, 0.6 -> 3/5,
+    # 0.5 -> 4/6
+    probabilities, labels = _rows(
+        [0.7, 0.95, 0.5, 0.8, 0.9, 0.6], [True, True, True, False, True, False]
+    )
+    chosen = choose_rejection_threshold(probabilities, labels, target_precision=0.75)
+    assert chosen == {
+        "threshold": pytest.approx(0.7),
+        "target_precision": 0.75,
+        "val_coverage": pytest.approx(4 / 6),
+        "val_accuracy_on_accepted": pytest.approx(0.75),
+        "met": True,
+    }
+    strict = choose_rejection_threshold(probabilities, labels, target_precision=1.0)
+    assert strict["threshold"] == pytest.approx(0.9)
+    assert strict["val_coverage"] == pytest.approx(2 / 6)
+    assert choose_rejection_threshold(probabilities, labels, 0.0)["val_coverage"] == 1.0
+
+
+def test_unreachable_target_returns_the_most_precise_threshold_preferring_coverage():
+    # accuracy: 0.9 -> 0, 0.8 -> 1/2, 0.7 -> 1/3, 0.6 -> 1/2: the tie goes to the wider 0.6
+    probabilities, labels = _rows([0.9, 0.8, 0.7, 0.6], [False, True, False, True])
+    chosen = choose_rejection_threshold(probabilities, labels, target_precision=0.9)
+    assert chosen["met"] is False
+    assert chosen["threshold"] == pytest.approx(0.6)
+    assert chosen["val_accuracy_on_accepted"] == pytest.approx(0.5)
+    assert chosen["val_coverage"] == 1.0
+
+
+def test_tied_confidences_are_accepted_or_rejected_together():
+    probabilities, labels = _rows([0.9, 0.9, 0.5], [True, False, True])
+    chosen = choose_rejection_threshold(probabilities, labels, target_precision=1.0)
+    assert chosen["met"] is False
+    assert chosen["threshold"] == pytest.approx(0.5)
+    assert chosen["val_accuracy_on_accepted"] == pytest.approx(2 / 3)
+
+
+def test_rejection_report_applies_a_threshold_to_another_set():
+    probabilities, labels = _rows([0.99, 0.75, 0.7, 0.3, 0.2], [True, False, True, False, True])
+    report = rejection_report(probabilities, labels, threshold=0.7)
+    assert report == {
+        "threshold": 0.7,
+        "coverage": pytest.approx(0.6),
+        "accuracy_on_accepted": pytest.approx(2 / 3),
+        "n_accepted": 3,
+        "n_rejected": 2,
+        "rejected_accuracy_if_kept": pytest.approx(0.5),
+    }
+    assert rejection_report(probabilities, labels, 0.0)["rejected_accuracy_if_kept"] is None
+    none_accepted = rejection_report(probabilities, labels, 1.0)
+    assert none_accepted["accuracy_on_accepted"] is None
+    assert none_accepted["n_rejected"] == 5
+
+
+def test_reliability_diagram_has_the_diagram_and_a_histogram():
+    logits, labels = _calibrated_logits(n=300)
+    fig = reliability_diagram(softmax(5.0 * logits), labels, title="overconfident")
+    try:
+        assert len(fig.axes) == 2
+        legend = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+        assert any(text.startswith("ECE = ") for text in legend)
+    finally:
+        plt.close(fig)
