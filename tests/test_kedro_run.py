@@ -239,3 +239,23 @@ def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_p
     assert again.returncode == 0
     assert again.stdout.count("already trained with the same data and settings") == 15
     assert "pretraining epoch 1/1" not in again.stdout
+
+
+def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_path):
+    project = _copy_project(tmp_path / "project")
+    result = kedro(project, "--pipeline=ensembling", "--params", SMALLEST)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = latest_json(project, "data/08_reporting/ensemble/ensemble_report.json")
+    assert set(report["members"]) == {"resnet10t_s1", "resnet10t_s2", "resnet14t_ood"}
+    assert report["selected_on"] == "val"
+    best_member = max(report["selection"]["member_val_scores"].values())
+    assert report["ensemble"]["val_accuracy"] >= best_member
+    assert report["ensemble"]["test"]["n_test"] == 80
+    ensemble = torch.load(
+        latest(project, "data/06_models/ensemble/ensemble_model.pt"), weights_only=True
+    )
+    assert ensemble["kind"] == "ensemble"
+    assert ensemble["member_names"] == sorted(report["selection"]["weights"])
+    assert abs(sum(ensemble["weights"]) - 1) < 1e-9
+    members = {m["model_name"] for m in ensemble["members"]}
+    assert members <= {"resnet10t", "resnet14t"}

@@ -183,6 +183,39 @@ class EvaluationParams(_Strict):
     feature_classifiers: FeatureClassifierParams = FeatureClassifierParams()
 
 
+class EnsembleMember(_Strict):
+    """One fine-tuned model of an ensemble: which network, by which route, from which weights."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    model: str
+    route: Literal["in_domain", "out_of_domain", "two_stage"] = "two_stage"
+    pretrained: str | None = None  # None: the global model.pretrained
+    seed: int | None = None  # None: the global training.seed
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        return ModelParams._known_timm_model(name)
+
+    def model_params(self, base: ModelParams) -> ModelParams:
+        """The global model settings with this member's network and weights."""
+        update = {"name": self.model}
+        if self.pretrained is not None:
+            update["pretrained"] = self.pretrained
+        return ModelParams.model_validate({**base.model_dump(), **update})
+
+
+class EnsemblingParams(_Strict):
+    """Members (fine-tuned by namespaced copies of the routes) and how they are combined."""
+
+    members: list[EnsembleMember] = Field(min_length=1)
+    mode: Literal["probabilities", "logits"] = "probabilities"
+    metric: Literal["accuracy", "f1_macro"] = "accuracy"
+    max_members: PositiveInt | None = None
+    allow_repeats: bool = False
+    calibrate_members: bool = True  # temperature-scale each member on validation first
+
+
 class SplitParams(_Strict):
     """Stratified, seeded train/val/test fractions."""
 

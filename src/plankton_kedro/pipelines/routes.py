@@ -33,18 +33,26 @@ def run_namespace(route: str, seed: int | None = None) -> str:
     return route if seed is None else f"{route}_seed{seed}"
 
 
-def build_route(name: str, *, seed: int | None = None, ingestion: bool = True) -> Pipeline:
+def build_route(
+    name: str,
+    *,
+    seed: int | None = None,
+    ingestion: bool = True,
+    namespace: str | None = None,
+    member: dict | None = None,
+) -> Pipeline:
     """Ingestion of both sets (optional) + the route's training stages + evaluation on the
-    target, in namespace :func:`run_namespace`; ``seed`` overrides ``training.seed``."""
+    target, in ``namespace`` (default :func:`run_namespace`); ``seed`` overrides
+    ``training.seed``; ``member`` (an ensemble member) overrides the network and weights."""
     from plankton_kedro.pipelines.evaluation.pipeline import evaluate_route
     from plankton_kedro.pipelines.fine_tuning.pipeline import fine_tune_route
     from plankton_kedro.pipelines.ingestion.pipeline import create_pipeline as ingest
     from plankton_kedro.pipelines.pretraining.pipeline import pretrain_route
 
     route = ROUTES[name]
-    namespace = run_namespace(name, seed)
+    namespace = namespace or run_namespace(name, seed)
     stages = [ingest()] if ingestion else []
     if route.stage1_init is not None:
-        stages.append(pretrain_route(route, namespace, seed))
-    stages += [fine_tune_route(route, namespace, seed), evaluate_route(route, namespace)]
+        stages.append(pretrain_route(route, namespace, seed, member))
+    stages += [fine_tune_route(route, namespace, seed, member), evaluate_route(route, namespace)]
     return sum(stages, Pipeline([]))

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 from kedro.pipeline import Node, node
 
-from plankton_kedro.engine.config import DataParams, ModelParams, StageParams, TrainingParams
+from plankton_kedro.engine.config import (
+    DataParams,
+    EnsembleMember,
+    ModelParams,
+    StageParams,
+    TrainingParams,
+)
 from plankton_kedro.engine.stages import train_stage
 
 SETTINGS = ("model", "data", "training")
@@ -28,13 +34,15 @@ def train(
     backbone_init: str,
     run_name: str | None = None,
     seed: int | None = None,
+    member: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train on the train split from ``backbone_init`` (``scratch`` or ``pretrained``, i.e.
-    ``model.pretrained``); return the best checkpoint on the validation split."""
+    ``model.pretrained``); return the best checkpoint on the validation split. ``member``:
+    an ensemble member's own network and weights, overriding ``model``."""
     return train_stage(
         image_cache,
         manifest,
-        model=model,
+        model=member_model(model, member),
         data=data,
         training=stage_training(training, stage_settings, seed),
         route=route,
@@ -56,12 +64,13 @@ def fine_tune_from_source_model(
     route: str,
     run_name: str | None = None,
     seed: int | None = None,
+    member: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Keep the stage-1 backbone and bottleneck, re-initialise the classifier, fine-tune."""
     return train_stage(
         image_cache,
         manifest,
-        model=model,
+        model=member_model(model, member),
         data=data,
         training=stage_training(training, fine_tuning, seed),
         route=route,
@@ -70,6 +79,11 @@ def fine_tune_from_source_model(
         init_checkpoint=source_model,
         run_name=run_name,
     )
+
+
+def member_model(model: ModelParams, member: dict[str, Any] | None) -> ModelParams:
+    """``model``, or an ensemble member's network and weights on top of it."""
+    return model if member is None else EnsembleMember(**member).model_params(model)
 
 
 def stage_training(

@@ -16,11 +16,14 @@ STAGE_INPUTS = [*(f"params:{p}" for p in SETTINGS), "params:fine_tuning"]
 
 
 def fine_tune_route(
-    route: Route, namespace: str | None = None, seed: int | None = None
+    route: Route,
+    namespace: str | None = None,
+    seed: int | None = None,
+    member: dict | None = None,
 ) -> Pipeline:
     """target_image_cache + target_manifest (+ <ns>.source_model) -> <ns>.target_model."""
     namespace = namespace or route.name
-    run = {"route": route.name, "run_name": namespace, "seed": seed}
+    run = {"route": route.name, "run_name": namespace, "seed": seed, "member": member}
     if route.stage1_init is None:
         stage = training_node(
             train,

@@ -8,7 +8,12 @@ from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAI
 from plankton_kedro.pipelines.training_nodes import SETTINGS, train, training_node
 
 
-def pretrain_route(route: Route, namespace: str | None = None, seed: int | None = None) -> Pipeline:
+def pretrain_route(
+    route: Route,
+    namespace: str | None = None,
+    seed: int | None = None,
+    member: dict | None = None,
+) -> Pipeline:
     """source_image_cache + source_manifest -> <namespace>.source_model."""
     namespace = namespace or route.name
     tags = [TRAINING_TAG] + ([PRETRAINED_WEIGHTS_TAG] if route.stage1_init == "pretrained" else [])
@@ -23,6 +28,7 @@ def pretrain_route(route: Route, namespace: str | None = None, seed: int | None 
         backbone_init=route.stage1_init,
         run_name=namespace,
         seed=seed,
+        member=member,
     )
     return Pipeline(
         [stage],

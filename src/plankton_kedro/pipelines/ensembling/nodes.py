@@ -1,0 +1,106 @@
+"""Build the ensemble: every member scored on validation and test, members selected by greedy
+forward selection on validation only, the ensemble reported on test."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plankton_kedro.engine.calibration import fit_temperature
+from plankton_kedro.engine.config import EnsemblingParams
+from plankton_kedro.engine.ensemble import (
+    ensemble_checkpoint,
+    ensemble_predictions,
+    greedy_forward_selection,
+)
+from plankton_kedro.engine.metrics import classification_report
+from plankton_kedro.engine.stages import StageInputError, predict_splits
+
+logger = logging.getLogger(__name__)
+
+HEADLINE = ("accuracy", "f1_macro", "f1_micro", "balanced_accuracy")
+
+
+def build_ensemble(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    ensembling: EnsemblingParams,
+    *member_models: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ensemble artefact and its report (members, selection, ensemble on test)."""
+    names = [member.name for member in ensembling.members]
+    members = dict(zip(names, member_models, strict=True))
+    classes = {tuple(m["class_names"]) for m in members.values()}
+    if len(classes) != 1:
+        raise StageInputError("ensemble members were trained on different class sets")
+    class_names = list(classes.pop())
+    outputs = {
+        name: predict_splits(model, image_cache, manifest, splits=("val", "test"))
+        for name, model in members.items()
+    }
+    val_labels = next(iter(outputs.values()))["val"]["labels"]
+    test_labels = next(iter(outputs.values()))["test"]["labels"]
+    temperatures = {
+        name: fit_temperature(o["val"]["logits"], val_labels)
+        if ensembling.calibrate_members
+        else 1.0
+        for name, o in outputs.items()
+    }
+    selection = greedy_forward_selection(
+        {name: o["val"]["logits"] for name, o in outputs.items()},
+        val_labels,
+        metric=ensembling.metric,
+        mode=ensembling.mode,
+        max_members=ensembling.max_members,
+        allow_repeats=ensembling.allow_repeats,
+        temperatures=temperatures,
+    )
+    probabilities = ensemble_predictions(
+        {name: o["test"]["logits"] for name, o in outputs.items()},
+        selection,
+        temperatures=temperatures,
+    )
+    ensemble_test = classification_report(
+        test_labels, probabilities.argmax(1), class_names, scores=probabilities
+    )
+    report = {
+        "members": {
+            name: {
+                "route": members[name].get("route"),
+                "model_name": members[name]["model_name"],
+                "checkpoint_version": members[name].get("version"),
+                "temperature": temperatures[name],
+                f"val_{ensembling.metric}": selection["member_val_scores"][name],
+                "test": _headline(
+                    classification_report(test_labels, o["test"]["logits"].argmax(1), class_names)
+                ),
+            }
+            for name, o in outputs.items()
+        },
+        "selection": selection,
+        "ensemble": {
+            f"val_{ensembling.metric}": selection["val_score"],
+            "test": {k: v for k, v in ensemble_test.items() if k != "per_class"},
+        },
+        "dataset": str(manifest.attrs.get("dataset")),
+        "manifest_version": manifest.attrs.get("version"),
+        "selected_on": "val",
+    }
+    best_member = max(selection["member_val_scores"].values())
+    logger.info(
+        "ensemble of %s: val %s %.4f (best member %.4f) · test accuracy %.4f · f1_macro %.4f",
+        "+".join(selection["selected"]),
+        ensembling.metric,
+        selection["val_score"],
+        best_member,
+        ensemble_test["accuracy"],
+        ensemble_test["f1_macro"],
+    )
+    return ensemble_checkpoint(members, selection, temperatures), report
+
+
+def _headline(report: dict[str, Any]) -> dict[str, Any]:
+    return {k: report[k] for k in (*HEADLINE, "n_test")}
