@@ -51,7 +51,7 @@ class RunSummaryHooks:
         lines = ["Run summary (target test split, best checkpoint):"]
         for name, m in self._results:
             lines.append(
-                f"  {m.get('route') or name}: accuracy {m['accuracy']:.4f} · "
+                f"  {m.get('run') or m.get('route') or name}: accuracy {m['accuracy']:.4f} · "
                 f"f1_macro {m['f1_macro']:.4f} · n_test {m['n_test']} · {m['model_name']} on "
                 f"{m['dataset']} -> data/08_reporting/{name.rsplit('.', 1)[0]}/"
             )
