@@ -65,7 +65,9 @@ def _catalog(tmp_path, route: str) -> DataCatalog:
         "ingestion": IngestionParams(workers=1),
         "pretraining": StageParams(training={"max_epochs": 3}),
         "fine_tuning": StageParams(),
-        "evaluation": EvaluationParams(feature_classifiers={"cv_folds": 2}),
+        "evaluation": EvaluationParams(
+            feature_classifiers={"cv_folds": 2, "backbone_features": True}
+        ),
     }
     datasets = {f"params:{key}": MemoryDataset(value) for key, value in settings.items()}
     datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
@@ -98,8 +100,11 @@ def test_route_runs_end_to_end_in_memory(tmp_path, route):
     calibration = catalog.load(f"{route}.calibration")
     assert calibration["temperature"] > 0 and 0 <= calibration["rejection_threshold"] <= 1
     features = catalog.load(f"{route}.feature_classifiers")
-    assert {"logistic_regression", "svc_rbf", "fine_tuned_head"} <= set(features)
-    assert features["svc_rbf"]["best_C"] in EvaluationParams().feature_classifiers.c_grid
+    assert {"bottleneck", "backbone", "fine_tuned_head"} <= set(features)
+    assert {"logistic_regression", "svc_rbf"} <= set(features["backbone"])
+    assert (
+        features["bottleneck"]["svc_rbf"]["best_C"] in EvaluationParams().feature_classifiers.c_grid
+    )
     report = catalog.load("target_ingestion_report")
     assert report["images"] == 30 and report["skipped_count"] == 0
 

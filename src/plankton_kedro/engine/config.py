@@ -165,6 +165,7 @@ class FeatureClassifierParams(_Strict):
     """Classifiers on frozen 512-d bottleneck features (the paper's feature path)."""
 
     enabled: bool = True
+    backbone_features: bool = False  # also the backbone's own features (wider, slower)
     c_grid: list[float] = Field(
         default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3], min_length=1
     )

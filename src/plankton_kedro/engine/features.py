@@ -1,5 +1,6 @@
-"""The paper's feature path: frozen 512-d bottleneck features -> StandardScaler ->
-LogisticRegression or SVC (RBF), C chosen by cross-validation on the train split only."""
+"""The paper's feature path: frozen 512-d bottleneck features (optionally the backbone's
+features too) -> StandardScaler -> LogisticRegression or SVC (RBF), C chosen by
+cross-validation on the train split only."""
 
 from __future__ import annotations
 
@@ -19,18 +20,26 @@ from .metrics import classification_report
 
 logger = logging.getLogger(__name__)
 
-FEATURE_PREFIX = "b"
+# feature set -> (key in the predictions, column prefix, digits of the column number)
+FEATURE_SETS = {"bottleneck": ("embeddings", "b", 3), "backbone": ("backbone_features", "f", 4)}
 
 
 def feature_frame(
     predictions: dict[str, dict[str, Any]], class_names: Sequence[str]
 ) -> pd.DataFrame:
-    """One row per image of every split: rel_path, split, label and the features b000…"""
+    """One row per image of every split: rel_path, split, label, the bottleneck features
+    b000… and, when predicted, the backbone features f0000…"""
     frames = []
     for split, outputs in predictions.items():
-        embeddings = outputs["embeddings"]
-        columns = [f"{FEATURE_PREFIX}{i:03d}" for i in range(embeddings.shape[1])]
-        frame = pd.DataFrame(embeddings, columns=columns)
+        blocks = [
+            pd.DataFrame(
+                outputs[key],
+                columns=[f"{prefix}{i:0{digits}d}" for i in range(outputs[key].shape[1])],
+            )
+            for key, prefix, digits in FEATURE_SETS.values()
+            if outputs.get(key) is not None
+        ]
+        frame = pd.concat(blocks, axis=1)
         frame.insert(0, "label", [class_names[i] for i in outputs["labels"]])
         frame.insert(0, "split", split)
         frame.insert(0, "rel_path", outputs["rel_path"])
@@ -38,16 +47,27 @@ def feature_frame(
     return pd.concat(frames, ignore_index=True)
 
 
+def feature_sets_in(features: pd.DataFrame) -> list[str]:
+    """Which feature sets (``bottleneck``, ``backbone``) a feature table holds."""
+    return [
+        name
+        for name, (_, prefix, _) in FEATURE_SETS.items()
+        if any(c.startswith(prefix) and c[1:].isdigit() for c in features.columns)
+    ]
+
+
 def fit_feature_classifiers(
     features: pd.DataFrame,
     *,
+    feature_set: str = "bottleneck",
     c_grid: Sequence[float],
     cv_folds: int,
     max_train_images: int,
     seed: int,
 ) -> dict[str, Any]:
     """Grid-search C for each classifier on train (stratified CV), report test metrics."""
-    columns = [c for c in features.columns if c.startswith(FEATURE_PREFIX)]
+    prefix = FEATURE_SETS[feature_set][1]
+    columns = [c for c in features.columns if c.startswith(prefix) and c[1:].isdigit()]
     class_names = sorted(features["label"].unique())
     index = {name: i for i, name in enumerate(class_names)}
     train = features[features["split"] == "train"]
@@ -85,8 +105,9 @@ def fit_feature_classifiers(
             },
         }
         logger.info(
-            "%s on bottleneck features: C=%g, cv accuracy %.4f, test accuracy %.4f",
+            "%s on %s features: C=%g, cv accuracy %.4f, test accuracy %.4f",
             name,
+            feature_set,
             best_c,
             search.best_score_,
             report[name]["test"]["accuracy"],

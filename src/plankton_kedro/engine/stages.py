@@ -209,9 +209,11 @@ def predict_splits(
     *,
     splits: tuple[str, ...] = ("train", "val", "test"),
     batch_size: int = 128,
+    backbone_features: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Labels, logits and bottleneck embeddings of ``checkpoint`` on each split (centre
-    crops): ``{split: {"rel_path", "labels", "logits", "embeddings"}}``."""
+    crops): ``{split: {"rel_path", "labels", "logits", "embeddings"}}``, plus
+    ``"backbone_features"`` when asked."""
     class_names = list(checkpoint["class_names"])
     if images.shape[1] != checkpoint["cache_size"]:
         raise StageInputError(
@@ -251,6 +253,7 @@ def predict_splits(
             tuple(checkpoint["std"]),
             device,
             with_embeddings=True,
+            with_backbone_features=backbone_features,
         )
         outputs[split] = {
             "rel_path": manifest["rel_path"].iloc[rows].tolist(),
@@ -258,6 +261,8 @@ def predict_splits(
             "logits": result.logits,
             "embeddings": result.embeddings,
         }
+        if backbone_features:
+            outputs[split]["backbone_features"] = result.backbone_features
     return outputs
 
 

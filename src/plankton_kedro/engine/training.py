@@ -395,11 +395,13 @@ def _validation_score(
 
 @dataclass
 class Predictions:
-    """Model outputs on a dataset: true labels, logits and (when asked) bottleneck features."""
+    """Model outputs on a dataset: true labels, logits and (when asked) bottleneck and
+    backbone features."""
 
     labels: np.ndarray
     logits: np.ndarray
     embeddings: np.ndarray | None = None
+    backbone_features: np.ndarray | None = None
 
 
 @torch.inference_mode()
@@ -414,27 +416,36 @@ def predict(
     *,
     precision: str = "fp32",
     with_embeddings: bool = False,
+    with_backbone_features: bool = False,
 ) -> Predictions:
     """Outputs for every item of ``dataset`` (evaluation mode, centre crops)."""
     device = torch.device(device)
     model.to(device).eval()
     mean_t = torch.tensor(mean, device=device)
     std_t = torch.tensor(std, device=device)
-    labels, logits, embeddings = [], [], []
+    labels, logits, embeddings, backbone = [], [], [], []
     for images, targets in DataLoader(dataset, batch_size=batch_size, num_workers=num_workers):
         with autocast(device, precision):
-            _, embedding, output = model(normalise(images.to(device), mean_t, std_t))
+            features, embedding, output = model(normalise(images.to(device), mean_t, std_t))
         logits.append(output.float().cpu())
         labels.append(targets)
         if with_embeddings:
             embeddings.append(embedding.float().cpu())
+        if with_backbone_features:
+            backbone.append(features.float().cpu())
     if not logits:
         empty = np.zeros((0, 0), dtype=np.float32)
-        return Predictions(np.zeros(0, np.int64), empty, empty if with_embeddings else None)
+        return Predictions(
+            np.zeros(0, np.int64),
+            empty,
+            empty if with_embeddings else None,
+            empty if with_backbone_features else None,
+        )
     return Predictions(
         torch.cat(labels).numpy(),
         torch.cat(logits).numpy(),
         torch.cat(embeddings).numpy() if with_embeddings else None,
+        torch.cat(backbone).numpy() if with_backbone_features else None,
     )
 
 

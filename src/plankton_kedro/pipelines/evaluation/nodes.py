@@ -11,7 +11,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from plankton_kedro.engine.config import EvaluationParams
-from plankton_kedro.engine.features import feature_frame, fit_feature_classifiers
+from plankton_kedro.engine.features import (
+    feature_frame,
+    feature_sets_in,
+    fit_feature_classifiers,
+)
 from plankton_kedro.engine.stages import evaluation_report, predict_splits
 
 logger = logging.getLogger(__name__)
@@ -24,7 +28,13 @@ def predict_target_splits(
     evaluation: EvaluationParams,
 ) -> dict[str, dict[str, Any]]:
     """Logits and bottleneck features of the model on the target train, val and test splits."""
-    return predict_splits(target_model, image_cache, manifest, batch_size=evaluation.batch_size)
+    return predict_splits(
+        target_model,
+        image_cache,
+        manifest,
+        batch_size=evaluation.batch_size,
+        backbone_features=evaluation.feature_classifiers.backbone_features,
+    )
 
 
 def evaluate_on_target_test(
@@ -62,7 +72,8 @@ def evaluate_on_target_test(
 def extract_features(
     target_model: dict[str, Any], predictions: dict[str, dict[str, Any]]
 ) -> pd.DataFrame:
-    """The 512-d bottleneck features of every target image, as a table."""
+    """The 512-d bottleneck features (and backbone features, when predicted) of every
+    target image, as a table."""
     return feature_frame(predictions, target_model["class_names"])
 
 
@@ -74,11 +85,15 @@ def classify_features(
     head = {k: metrics[k] for k in ("accuracy", "f1_macro", "f1_micro", "balanced_accuracy")}
     if not settings.enabled:
         return {"fine_tuned_head": head, "skipped": "evaluation.feature_classifiers.enabled=false"}
-    report = fit_feature_classifiers(
-        features,
-        c_grid=settings.c_grid,
-        cv_folds=settings.cv_folds,
-        max_train_images=settings.max_train_images,
-        seed=settings.seed,
-    )
+    report = {
+        feature_set: fit_feature_classifiers(
+            features,
+            feature_set=feature_set,
+            c_grid=settings.c_grid,
+            cv_folds=settings.cv_folds,
+            max_train_images=settings.max_train_images,
+            seed=settings.seed,
+        )
+        for feature_set in feature_sets_in(features)
+    }
     return {"fine_tuned_head": head, **report, "checkpoint_version": metrics["checkpoint_version"]}
