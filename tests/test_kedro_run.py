@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -259,3 +260,56 @@ def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_pa
     assert abs(sum(ensemble["weights"]) - 1) < 1e-9
     members = {m["model_name"] for m in ensemble["members"]}
     assert members <= {"resnet10t", "resnet14t"}
+    assert 0 <= ensemble["rejection_threshold"] <= 1
+
+    images = _new_images(tmp_path / "new")
+    params = f"predict_images={images},predict_model=ensemble"
+    predicted = kedro(project, "--pipeline=predict", "--params", params)
+    assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
+    report = latest_json(project, "data/08_reporting/predictions/prediction_report.json")
+    assert report["model"]["kind"] == "ensemble" and report["images"] == 30
+
+
+def _new_images(root: Path) -> Path:
+    """Unlabelled images in nested folders, plus a text file and a broken PNG."""
+    with zipfile.ZipFile(PROJECT_ROOT / "data/01_raw/demo_target.zip") as demo:
+        members = [n for n in demo.namelist() if n.endswith(".png")][:90:3]
+        for i, name in enumerate(members):
+            folder = root / ["", "station_a", "station_a/deep"][i % 3]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"img_{i:02d}.png").write_bytes(demo.read(name))
+    (root / "station_a" / "notes.txt").write_text("cast 12")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    return root
+
+
+def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(tmp_path):
+    project = _copy_project(tmp_path / "project")
+    assert kedro(project, "--pipeline=two_stage", "--params", SMALLEST).returncode == 0
+    folder = _new_images(tmp_path / "new")
+    archive = Path(shutil.make_archive(str(tmp_path / "new_images"), "zip", folder))
+
+    tables = []
+    for source in (folder, archive):
+        result = kedro(project, "--pipeline=predict", "--params", f"predict_images={source}")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        tables.append(
+            pd.read_csv(latest(project, "data/07_model_output/predictions/predictions.csv"))
+        )
+        report = latest_json(project, "data/08_reporting/predictions/prediction_report.json")
+        assert report["images"] == 30 and report["skipped_count"] == 2
+        assert {s["path"] for s in report["skipped"]} == {"broken.png", "station_a/notes.txt"}
+        assert report["model"]["version"] and report["model"]["unknown_threshold"] is not None
+    by_folder, by_zip = tables
+    pd.testing.assert_frame_equal(by_folder, by_zip)
+    assert "station_a/deep/img_02.png" in set(by_folder["rel_path"])
+    assert {"top1_label", "top1_probability", "top3_label"} <= set(by_folder.columns)
+    known = by_folder["label"] != "unknown"
+    assert (by_folder.loc[known, "label"] == by_folder.loc[known, "top1_label"]).all()
+    counts = pd.read_csv(latest(project, "data/07_model_output/predictions/class_counts.csv"))
+    assert counts["images"].sum() == 30 and counts["label"].iloc[-1] == "unknown"
+
+    missing = kedro(
+        project, "--pipeline=predict", "--params", f"predict_images={folder},predict_model=ensemble"
+    )
+    assert missing.returncode != 0 and "no trained model at" in missing.stdout + missing.stderr

@@ -4,6 +4,7 @@ from plankton_kedro.datasets.checkpoint import CheckpointDataset
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
 from plankton_kedro.datasets.image_source import ImageSource, ImageSourceDataset, SkippedFile
 from plankton_kedro.datasets.manifest import ManifestDataset
+from plankton_kedro.datasets.prediction_model import PredictionModelDataset
 
 __all__ = [
     "CheckpointDataset",
@@ -11,5 +12,6 @@ __all__ = [
     "ImageSource",
     "ImageSourceDataset",
     "ManifestDataset",
+    "PredictionModelDataset",
     "SkippedFile",
 ]

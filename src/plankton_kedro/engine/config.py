@@ -217,6 +217,15 @@ class EnsemblingParams(_Strict):
     calibrate_members: bool = True  # temperature-scale each member on validation first
 
 
+class PredictParams(_Strict):
+    """Batch prediction of new images."""
+
+    batch_size: PositiveInt = 256
+    top_k: PositiveInt = 3
+    workers: PositiveInt = 2
+    embeddings: bool = False  # also write the 512-d embeddings (for clustering / search)
+
+
 class SplitParams(_Strict):
     """Stratified, seeded train/val/test fractions."""
 

@@ -91,12 +91,10 @@ def scan_images(
     `progress` is called after each file with the number of files handled so far. With
     `workers` > 1 files are decoded on threads; results and order are the same as with one.
     """
-    if size < 1 or workers < 1:
-        raise ValueError(f"size and workers must be >= 1, got size={size}, workers={workers}")
     used: list[_Used] = []
     rejected: list[SkippedFile] = []
-    examine = partial(_examine, size=size, fill=fill)
-    for count, outcome in enumerate(_ordered_map(examine, source.iter_files(), workers), 1):
+    decoded = decode_files(source.iter_files(), size=size, fill=fill, workers=workers)
+    for count, outcome in enumerate(decoded, 1):
         (rejected if isinstance(outcome, SkippedFile) else used).append(outcome)
         if progress is not None:
             progress(count)
@@ -112,7 +110,26 @@ def scan_images(
     )
 
 
-def _skip_reason(rel_path: str) -> str | None:
+def decode_files(
+    files: Iterable[tuple[str, bytes]],
+    *,
+    size: int,
+    fill: int = 255,
+    workers: int = 1,
+    labelled: bool = True,
+) -> Iterator[SkippedFile | _Used]:
+    """Examine files one at a time, in order: a (record, pixels) pair or a SkippedFile each.
+
+    Streaming: only a few files are in flight, so collections larger than memory can be
+    processed. ``labelled=False`` (prediction) accepts images outside class folders.
+    """
+    if size < 1 or workers < 1:
+        raise ValueError(f"size and workers must be >= 1, got size={size}, workers={workers}")
+    examine = partial(_examine, size=size, fill=fill, labelled=labelled)
+    yield from _ordered_map(examine, files, workers)
+
+
+def _skip_reason(rel_path: str, labelled: bool = True) -> str | None:
     """Why a file cannot be an image of a class, judged from its path alone; None if it may be."""
     name = rel_path.rsplit("/", 1)[-1]
     if name.lower() in SYSTEM_FILES:
@@ -122,15 +139,17 @@ def _skip_reason(rel_path: str) -> str | None:
         return "not an image file (no extension)"
     if extension not in IMAGE_EXTENSIONS:
         return f"not an image file (extension '{extension}')"
-    if "/" not in rel_path:
+    if labelled and "/" not in rel_path:
         return "not inside a class folder"
     return None
 
 
-def _examine(item: tuple[str, bytes], *, size: int, fill: int) -> SkippedFile | _Used:
+def _examine(
+    item: tuple[str, bytes], *, size: int, fill: int, labelled: bool = True
+) -> SkippedFile | _Used:
     """Decode one file into its record and pixels, or say why it is skipped."""
     rel_path, data = item
-    reason = _skip_reason(rel_path)
+    reason = _skip_reason(rel_path, labelled)
     if reason is not None:
         return SkippedFile(rel_path, reason)
     try:
@@ -140,7 +159,7 @@ def _examine(item: tuple[str, bytes], *, size: int, fill: int) -> SkippedFile | 
         return SkippedFile(rel_path, str(exc))
     row = {
         "rel_path": rel_path,
-        "label": rel_path.split("/", 1)[0],
+        "label": rel_path.split("/", 1)[0] if labelled else "",
         "width": img.width,
         "height": img.height,
         "mode": img.mode,

@@ -9,8 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.engine.calibration import fit_temperature
-from plankton_kedro.engine.config import EnsemblingParams
+from plankton_kedro.engine.calibration import (
+    choose_rejection_threshold,
+    fit_temperature,
+    rejection_report,
+)
+from plankton_kedro.engine.config import EnsemblingParams, EvaluationParams
 from plankton_kedro.engine.ensemble import (
     ensemble_checkpoint,
     ensemble_predictions,
@@ -28,9 +32,11 @@ def build_ensemble(
     image_cache: np.ndarray,
     manifest: pd.DataFrame,
     ensembling: EnsemblingParams,
+    evaluation: EvaluationParams,
     *member_models: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ensemble artefact and its report (members, selection, ensemble on test)."""
+    """The ensemble artefact and its report (members, selection, ensemble on test), with an
+    "unknown" threshold chosen on the ensemble's validation probabilities."""
     names = [member.name for member in ensembling.members]
     members = dict(zip(names, member_models, strict=True))
     classes = {tuple(m["class_names"]) for m in members.values()}
@@ -63,6 +69,14 @@ def build_ensemble(
         selection,
         temperatures=temperatures,
     )
+    val_probabilities = ensemble_predictions(
+        {name: o["val"]["logits"] for name, o in outputs.items()},
+        selection,
+        temperatures=temperatures,
+    )
+    threshold = choose_rejection_threshold(
+        val_probabilities, val_labels, evaluation.target_precision
+    )
     ensemble_test = classification_report(
         test_labels, probabilities.argmax(1), class_names, scores=probabilities
     )
@@ -84,6 +98,10 @@ def build_ensemble(
         "ensemble": {
             f"val_{ensembling.metric}": selection["val_score"],
             "test": {k: v for k, v in ensemble_test.items() if k != "per_class"},
+            "open_set": {
+                "chosen_on_val": threshold,
+                "test": rejection_report(probabilities, test_labels, threshold["threshold"]),
+            },
         },
         "dataset": str(manifest.attrs.get("dataset")),
         "manifest_version": manifest.attrs.get("version"),
@@ -99,7 +117,9 @@ def build_ensemble(
         ensemble_test["accuracy"],
         ensemble_test["f1_macro"],
     )
-    return ensemble_checkpoint(members, selection, temperatures), report
+    artefact = ensemble_checkpoint(members, selection, temperatures)
+    artefact["rejection_threshold"] = threshold["threshold"]
+    return artefact, report
 
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "target_image_cache",
             "target_manifest",
             "params:ensembling",
+            "params:evaluation",
             *(f"{NAMESPACE_PREFIX}{m.name}.target_model" for m in members),
         ],
         ["ensemble_model", "ensemble_report"],

@@ -1,0 +1,167 @@
+"""Classify new, unlabelled images with a checkpoint or an ensemble, in streaming batches.
+
+Images are preprocessed exactly as in training, with the values stored in the checkpoint
+(padding fill, cache size, crop size, each member's normalisation), never the current
+parameters. Probabilities are temperature-scaled as fitted on validation, and an image whose
+top probability is below the stored "unknown" threshold is labelled ``unknown``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .calibration import softmax
+from .data import normalise
+from .ensemble import combine
+from .scan import SkippedFile, decode_files
+from .stages import model_from_checkpoint
+from .training import resolve_device
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN = "unknown"
+
+
+@dataclass
+class PredictionResult:
+    """One row per classified image, its embedding rows, and every file left out."""
+
+    predictions: pd.DataFrame
+    embeddings: pd.DataFrame
+    skipped: list[SkippedFile] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Classifier:
+    """A checkpoint or an ensemble checkpoint, ready to turn uint8 crops into probabilities."""
+
+    def __init__(self, model: dict[str, Any], calibration: dict[str, Any] | None = None):
+        self.is_ensemble = model.get("kind") == "ensemble"
+        members = model["members"] if self.is_ensemble else [model]
+        self.class_names = list(model["class_names"])
+        self.cache_size, self.crop, self.fill = (
+            model["cache_size"],
+            model["image_size"],
+            model["fill"],
+        )
+        self.device = resolve_device("auto")
+        self.nets = [model_from_checkpoint(m).to(self.device).eval() for m in members]
+        self.norms = [
+            (
+                torch.tensor(m["mean"], device=self.device),
+                torch.tensor(m["std"], device=self.device),
+            )
+            for m in members
+        ]
+        self.mode = model.get("mode", "probabilities")
+        self.weights = model.get("weights", [1.0])
+        if self.is_ensemble:
+            self.temperatures = list(model["temperatures"])
+            self.threshold = model.get("rejection_threshold")
+        else:
+            self.temperatures = [(calibration or {}).get("temperature", 1.0)]
+            self.threshold = (calibration or {}).get("rejection_threshold")
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities ``(n, k)`` and the first member's 512-d embeddings for ``images``
+        (uint8 ``(n, cache_size, cache_size, 3)``, centre-cropped here)."""
+        offset = (self.cache_size - self.crop) // 2
+        crops = images[:, offset : offset + self.crop, offset : offset + self.crop]
+        batch = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).to(self.device)
+        logits, embeddings = [], None
+        for net, (mean, std) in zip(self.nets, self.norms, strict=True):
+            _, embedding, output = net(normalise(batch, mean, std))
+            logits.append(output.float().cpu().numpy())
+            embeddings = embedding.float().cpu().numpy() if embeddings is None else embeddings
+        if len(logits) == 1:
+            return softmax(logits[0], self.temperatures[0]), embeddings
+        return combine(
+            logits, self.weights, mode=self.mode, temperatures=self.temperatures
+        ), embeddings
+
+
+def predict_files(
+    classifier: Classifier,
+    files: Iterable[tuple[str, bytes]],
+    *,
+    batch_size: int = 256,
+    top_k: int = 3,
+    workers: int = 2,
+    with_embeddings: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+) -> PredictionResult:
+    """Classify every image of ``files`` (``(rel_path, bytes)``) batch by batch."""
+    started = time.perf_counter()
+    rows, embedding_blocks, skipped = [], [], []
+    decoded = decode_files(
+        files, size=classifier.cache_size, fill=classifier.fill, workers=workers, labelled=False
+    )
+    done = 0
+    for chunk in _chunks(decoded, batch_size):
+        used = [item for item in chunk if not isinstance(item, SkippedFile)]
+        skipped += [item for item in chunk if isinstance(item, SkippedFile)]
+        if used:
+            probabilities, embeddings = classifier(np.stack([pixels for _, pixels in used]))
+            paths = [record["rel_path"] for record, _ in used]
+            rows += _rows(paths, probabilities, classifier, top_k)
+            if with_embeddings:
+                embedding_blocks.append(_embedding_frame(paths, embeddings))
+        done += len(chunk)
+        if progress is not None:
+            progress(done, time.perf_counter() - started)
+    embeddings = (
+        pd.concat(embedding_blocks, ignore_index=True)
+        if embedding_blocks
+        else pd.DataFrame({"rel_path": pd.Series(dtype=str)})
+    )
+    return PredictionResult(pd.DataFrame(rows), embeddings, skipped, time.perf_counter() - started)
+
+
+def class_counts(predictions: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
+    """Images per predicted label (every class, then ``unknown``), for a quick census."""
+    counts = predictions["label"].value_counts() if len(predictions) else pd.Series(dtype=int)
+    return {name: int(counts.get(name, 0)) for name in [*class_names, UNKNOWN]}
+
+
+def _rows(
+    paths: list[str], probabilities: np.ndarray, classifier: Classifier, top_k: int
+) -> list[dict[str, Any]]:
+    k = min(top_k, probabilities.shape[1])
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    threshold = classifier.threshold
+    rows = []
+    for path, probs, best in zip(paths, probabilities, order, strict=True):
+        top = float(probs[best[0]])
+        known = threshold is None or top >= threshold
+        row = {
+            "rel_path": path,
+            "label": classifier.class_names[best[0]] if known else UNKNOWN,
+            "probability": top,
+        }
+        for rank, index in enumerate(best, start=1):
+            row[f"top{rank}_label"] = classifier.class_names[index]
+            row[f"top{rank}_probability"] = float(probs[index])
+        rows.append(row)
+    return rows
+
+
+def _embedding_frame(paths: list[str], embeddings: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(embeddings, columns=[f"b{i:03d}" for i in range(embeddings.shape[1])])
+    frame.insert(0, "rel_path", paths)
+    return frame
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
