@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from kedro.pipeline import Node, node
+from kedro.pipeline import Node, Pipeline, node
 
 from plankton_kedro.engine.config import (
     DataParams,
@@ -105,4 +105,15 @@ def training_node(
         output,
         name=name,
         tags=tags,
+    )
+
+
+def stage_pipeline(stage: Node, namespace: str, dataset: str, stage_key: str) -> Pipeline:
+    """``stage`` in ``namespace``, reading ``<dataset>_image_cache`` and ``<dataset>_manifest``
+    and the shared settings plus the stage's own section (``pretraining``/``fine_tuning``)."""
+    return Pipeline(
+        [stage],
+        namespace=namespace,
+        inputs={"image_cache": f"{dataset}_image_cache", "manifest": f"{dataset}_manifest"},
+        parameters={p: p for p in (*SETTINGS, stage_key)},
     )

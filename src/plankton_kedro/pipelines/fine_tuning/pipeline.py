@@ -8,6 +8,7 @@ from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAI
 from plankton_kedro.pipelines.training_nodes import (
     SETTINGS,
     fine_tune_from_source_model,
+    stage_pipeline,
     train,
     training_node,
 )
@@ -44,12 +45,7 @@ def fine_tune_route(
             tags=[TRAINING_TAG],
             **run,
         )
-    return Pipeline(
-        [stage],
-        namespace=namespace,
-        inputs={"image_cache": "target_image_cache", "manifest": "target_manifest"},
-        parameters={p: p for p in (*SETTINGS, "fine_tuning")},
-    )
+    return stage_pipeline(stage, namespace, "target", "fine_tuning")
 
 
 def create_pipeline(**kwargs) -> Pipeline:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAINING_TAG, Route
-from plankton_kedro.pipelines.training_nodes import SETTINGS, train, training_node
+from plankton_kedro.pipelines.training_nodes import (
+    SETTINGS,
+    stage_pipeline,
+    train,
+    training_node,
+)
 
 
 def pretrain_route(
@@ -30,12 +35,7 @@ def pretrain_route(
         seed=seed,
         member=member,
     )
-    return Pipeline(
-        [stage],
-        namespace=namespace,
-        inputs={"image_cache": "source_image_cache", "manifest": "source_manifest"},
-        parameters={p: p for p in (*SETTINGS, "pretraining")},
-    )
+    return stage_pipeline(stage, namespace, "source", "pretraining")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
