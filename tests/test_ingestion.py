@@ -95,3 +95,14 @@ def test_an_archive_without_usable_images_is_a_clear_error(tmp_path):
     source = ImageSourceDataset(path=str(path)).load()
     with pytest.raises(ValueError, match=r"nothing\.zip: no usable image found in 1 files"):
         scan_collection(source, DataParams(image_size=16), IngestionParams())
+
+
+def test_spooled_pixels_equal_in_memory_pixels(messy_folder, tmp_path):
+    source = ImageSourceDataset(path=str(messy_folder)).load()
+    data = DataParams(image_size=16, resize_ratio=0.8)
+    in_memory = scan_collection(source, data, IngestionParams(spool_dir=None))
+    spooled = scan_collection(source, data, IngestionParams(spool_dir=str(tmp_path / "spool")))
+    assert isinstance(spooled[1], np.memmap)
+    assert np.array_equal(in_memory[1], spooled[1])
+    assert in_memory[0].equals(spooled[0])
+    assert list((tmp_path / "spool").iterdir()) == []  # anonymous: nothing left behind

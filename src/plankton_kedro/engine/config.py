@@ -247,6 +247,7 @@ class IngestionParams(_Strict):
 
     split: SplitParams = SplitParams()
     workers: int = Field(2, ge=1)
+    spool_dir: str | None = "data/05_model_input"  # decoded pixels spooled here, not in RAM
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -7,11 +7,13 @@ Plain library code: the source is duck-typed (anything with `iter_files()`, `lis
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from posixpath import splitext
 from typing import Any, Protocol
 
@@ -85,29 +87,49 @@ def scan_images(
     fill: int = 255,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
+    spool_dir: str | Path | None = None,
 ) -> ScanResult:
     """Decode every image of `source` into (size, size, 3) uint8, listing each file left out.
 
     `progress` is called after each file with the number of files handled so far. With
     `workers` > 1 files are decoded on threads; results and order are the same as with one.
+    With `spool_dir`, pixels go to an anonymous temporary file there as they are decoded and
+    come back memory-mapped, so a collection larger than memory can be ingested.
     """
-    used: list[_Used] = []
+    rows: list[dict[str, Any]] = []
     rejected: list[SkippedFile] = []
+    # the returned memory map keeps the (already unlinked) file open: no context manager
+    spool = tempfile.TemporaryFile(dir=spool_dir) if spool_dir is not None else None  # noqa: SIM115
+    in_memory: list[np.ndarray] = []
     decoded = decode_files(source.iter_files(), size=size, fill=fill, workers=workers)
     for count, outcome in enumerate(decoded, 1):
-        (rejected if isinstance(outcome, SkippedFile) else used).append(outcome)
+        if isinstance(outcome, SkippedFile):
+            rejected.append(outcome)
+        else:
+            rows.append(outcome[0])
+            if spool is None:
+                in_memory.append(outcome[1])
+            else:
+                spool.write(np.ascontiguousarray(outcome[1]).tobytes())
         if progress is not None:
             progress(count)
-    used.sort(key=lambda item: item[0]["rel_path"])
-    labels = {row["label"] for row, _ in used}
+    labels = {row["label"] for row in rows}
     skipped = sorted([*source.skipped, *rejected], key=lambda item: item.path)
     return ScanResult(
-        records=_records([row for row, _ in used]),
-        images=_stack([pixels for _, pixels in used], size),
+        records=_records(rows),
+        images=_stack(in_memory, size) if spool is None else _mapped(spool, len(rows), size),
         skipped=skipped,
         empty_classes=_empty_classes(source.list_dirs(), rejected, labels),
-        n_files=len(used) + len(skipped),
+        n_files=len(rows) + len(skipped),
     )
+
+
+def _mapped(spool, count: int, size: int) -> np.ndarray:
+    """The spooled pixels as a read-only memory map (the file vanishes when it is released)."""
+    spool.flush()
+    if count == 0:
+        return np.empty((0, size, size, 3), dtype=np.uint8)
+    return np.memmap(spool, dtype=np.uint8, mode="r", shape=(count, size, size, 3))
 
 
 def decode_files(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from typing import Any
@@ -38,6 +39,7 @@ def scan_collection(
         fill=data.fill,
         workers=ingestion.workers,
         progress=progress,
+        spool_dir=_existing(ingestion.spool_dir),
     )
     seconds = time.perf_counter() - started
     logger.info(
@@ -72,6 +74,12 @@ def scan_collection(
         "empty_classes": list(result.empty_classes),
     }
     return records, result.images, summary
+
+
+def _existing(folder: str | None) -> str | None:
+    if folder is not None:
+        os.makedirs(folder, exist_ok=True)
+    return folder
 
 
 def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataFrame:
