@@ -313,3 +313,42 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
         project, "--pipeline=predict", "--params", f"predict_images={folder},predict_model=ensemble"
     )
     assert missing.returncode != 0 and "no trained model at" in missing.stdout + missing.stderr
+
+
+def test_download_pipeline_fetches_verifies_and_fails_clearly_offline(tmp_path):
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    project = _copy_project(tmp_path / "project")
+    served = PROJECT_ROOT / "data" / "01_raw"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/demo_target.zip"
+        digest = hashlib.sha256((served / "demo_target.zip").read_bytes()).hexdigest()
+        entry = "downloads.datasets.demo"
+        params = (
+            f"{entry}.url={url},{entry}.sha256={digest},"
+            f"{entry}.destination=data/01_raw/fetched/demo_target.zip"
+        )
+        fetched = kedro(project, "--pipeline=download", "--params", params)
+        assert fetched.returncode == 0, fetched.stdout[-3000:] + fetched.stderr[-3000:]
+        report = latest_json(project, "data/08_reporting/downloads/download_report.json")
+        assert report["demo"]["sha256"] == digest and report["demo"]["verified"]
+        assert (project / "data/01_raw/fetched/demo_target.zip").stat().st_size
+    finally:
+        server.shutdown()
+        server.server_close()
+    offline = kedro(
+        project,
+        "--pipeline=download",
+        "--params",
+        params.replace("fetched/", "other/"),  # the server is gone: nothing listens there now
+    )
+    output = offline.stdout + offline.stderr
+    assert offline.returncode != 0
+    assert "looks offline or the host is unreachable" in output
+    assert "data/01_raw/other/demo_target.zip" in output

@@ -226,6 +226,21 @@ class PredictParams(_Strict):
     embeddings: bool = False  # also write the 512-d embeddings (for clustering / search)
 
 
+class DownloadSpec(_Strict):
+    """One public data set file: where it lives and the SHA-256 it must have."""
+
+    url: str = Field(pattern=r"^(https?|ftp)://")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    destination: str
+
+
+class DownloadParams(_Strict):
+    """Files the ``download`` pipeline fetches (nothing by default: the demo is bundled)."""
+
+    datasets: dict[str, DownloadSpec] = Field(default_factory=dict)
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
 class SplitParams(_Strict):
     """Stratified, seeded train/val/test fractions."""
 
