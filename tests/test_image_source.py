@@ -143,6 +143,7 @@ def test_records_describe_each_image(reference):
     assert list(records.columns) == [
         "rel_path",
         "label",
+        "official_split",
         "width",
         "height",
         "mode",

@@ -7,6 +7,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from kedro.io import DatasetError
 from PIL import Image
 
 from plankton_kedro.datasets import ImageSourceDataset
@@ -72,6 +73,7 @@ def test_bad_files_are_listed_with_reasons_and_good_ones_kept(messy_folder):
         "bytes",
         "sha1",
         "split",
+        "split_source",
     ]
     assert manifest.attrs["dataset"] == "messy"
     assert cache.shape == (26, 20, 20, 3) and cache.dtype == np.uint8
@@ -106,3 +108,40 @@ def test_spooled_pixels_equal_in_memory_pixels(messy_folder, tmp_path):
     assert np.array_equal(in_memory[1], spooled[1])
     assert in_memory[0].equals(spooled[0])
     assert list((tmp_path / "spool").iterdir()) == []  # anonymous: nothing left behind
+
+
+def test_official_split_folders_and_exact_class_exclusion(tmp_path):
+    """A WHOI-22-like archive: official train/test kept, val carved from train only, and
+    excluding 'flagellate' keeps 'dinoflagellate' (exact names, not substrings)."""
+    path = tmp_path / "whoi22.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for split, count in (("train", 10), ("test", 4)):
+            for label, offset in (("dinoflagellate", 1), ("flagellate", 4), ("diatom", 7)):
+                for i in range(count):
+                    name = f"whoi22/{split}/{label}/{label}_{split}_{i}.png"
+                    archive.writestr(name, _png(10 * i + offset + (50 if split == "test" else 0)))
+        archive.writestr("whoi22/train/readme.txt", "class list")
+        archive.writestr("whoi22/extra/diatom/x.png", _png(200))
+    source = ImageSourceDataset(
+        path=str(path), layout="split_folders", exclude_classes=["flagellate"]
+    ).load()
+    data, ingestion = DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
+    records, _, summary = scan_collection(source, data, ingestion)
+    manifest = split_records(records, ingestion)
+    report = build_report(manifest, summary, data, ingestion)
+
+    assert sorted(manifest["label"].unique()) == ["diatom", "dinoflagellate"]
+    assert report["excluded_classes"] == {"flagellate": 14}
+    test_rows = manifest["rel_path"].str.startswith("test/")
+    assert (manifest.loc[test_rows, "split"] == "test").all()
+    assert set(manifest.loc[~test_rows, "split"]) == {"train", "val"}
+    assert (manifest["split_source"] == "official (val carved from train)").all()
+    assert report["split_source"] == "official (val carved from train)"
+    reasons = {item["path"]: item["reason"] for item in report["skipped"]}
+    assert reasons["extra/diatom/x.png"] == "not inside a train/val/test folder"
+    assert reasons["train/readme.txt"].startswith("not an image file")
+
+
+def test_unknown_layout_is_a_clear_error(tmp_path):
+    with pytest.raises(DatasetError, match="unknown layout 'whoi'"):
+        ImageSourceDataset(path=str(tmp_path), layout="whoi").load()

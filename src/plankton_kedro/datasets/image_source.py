@@ -10,7 +10,7 @@ import os
 import re
 import tarfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from plankton_kedro.engine.scan import SYSTEM_FILES, SkippedFile
+from plankton_kedro.engine.scan import LAYOUTS, SYSTEM_FILES, SkippedFile
 
 __all__ = ["ImageSource", "ImageSourceDataset", "SkippedFile"]
 
@@ -63,7 +63,18 @@ class ImageSource:
     (for a compressed tar that is one decompression pass, iteration is a second one).
     """
 
-    def __init__(self, location: str | os.PathLike[str], name: str | None = None) -> None:
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        layout: str = "imagefolder",
+        exclude_classes: Sequence[str] = (),
+    ) -> None:
+        if layout not in LAYOUTS:
+            raise DatasetError(f"{location}: unknown layout '{layout}' ({', '.join(LAYOUTS)})")
+        self.layout = layout
+        self.exclude_classes = list(exclude_classes)
         self.location = os.fspath(location)
         self._path = Path(os.path.abspath(Path(self.location).expanduser()))
         self.kind = _kind_of(self._path)
@@ -102,23 +113,38 @@ class ImageSource:
 
 
 class ImageSourceDataset(AbstractDataset[None, ImageSource]):
-    """Kedro dataset: a folder or .zip/.tar/.tar.gz/.tgz archive of class folders, read in place."""
+    """Kedro dataset: a folder or .zip/.tar/.tar.gz/.tgz archive of class folders, read in place.
+
+    ``layout``: ``imagefolder`` (``[top/]<class>/<image>``, split made at ingestion),
+    ``split_folders`` (``[top/]<train|val|test>/<class>/<image>``: the data set's official
+    split is kept) or ``unlabelled``. ``exclude_classes``: exact class names to leave out.
+    """
 
     def __init__(
-        self, *, path: str, name: str | None = None, metadata: dict[str, Any] | None = None
+        self,
+        *,
+        path: str,
+        name: str | None = None,
+        layout: str = "imagefolder",
+        exclude_classes: Sequence[str] = (),
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         self._path = path
         self._name = name
+        self._layout = layout
+        self._exclude = list(exclude_classes)
         self.metadata = metadata
 
     def load(self) -> ImageSource:
-        return ImageSource(self._path, name=self._name)
+        return ImageSource(
+            self._path, name=self._name, layout=self._layout, exclude_classes=self._exclude
+        )
 
     def save(self, data: None) -> None:
         raise DatasetError(f"ImageSourceDataset({self._path}) is read-only; it cannot save data")
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": self._path, "name": self._name}
+        return {"path": self._path, "name": self._name, "layout": self._layout}
 
     def _exists(self) -> bool:
         return Path(self._path).expanduser().exists()

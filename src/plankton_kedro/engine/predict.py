@@ -104,7 +104,11 @@ def predict_files(
     started = time.perf_counter()
     rows, embedding_blocks, skipped = [], [], []
     decoded = decode_files(
-        files, size=classifier.cache_size, fill=classifier.fill, workers=workers, labelled=False
+        files,
+        size=classifier.cache_size,
+        fill=classifier.fill,
+        workers=workers,
+        layout="unlabelled",
     )
     done = 0
     for chunk in _chunks(decoded, batch_size):

@@ -11,7 +11,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from posixpath import splitext
@@ -37,9 +37,16 @@ IMAGE_EXTENSIONS = {
 }
 # Lower-cased names of files that operating systems drop into folders.
 SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
+# How a collection's paths carry labels (and official splits):
+#   imagefolder:   [top/]<class>/<image>             stratified split made at ingestion
+#   split_folders: [top/]<split>/<class>/<image>     the data set's official train/val/test
+#   unlabelled:    any nesting, no labels            (prediction)
+LAYOUTS = ("imagefolder", "split_folders", "unlabelled")
+OFFICIAL_SPLITS = ("train", "val", "test")
 RECORD_DTYPES = {
     "rel_path": str,
     "label": str,
+    "official_split": str,
     "width": "int64",
     "height": "int64",
     "mode": str,
@@ -75,6 +82,7 @@ class ScanResult:
     skipped: list[SkippedFile]
     empty_classes: list[str]
     n_files: int
+    excluded: dict[str, int] = field(default_factory=dict)
 
 
 _Used = tuple[dict[str, Any], np.ndarray]
@@ -88,6 +96,8 @@ def scan_images(
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
     spool_dir: str | Path | None = None,
+    layout: str = "imagefolder",
+    exclude_classes: Iterable[str] = (),
 ) -> ScanResult:
     """Decode every image of `source` into (size, size, 3) uint8, listing each file left out.
 
@@ -95,16 +105,24 @@ def scan_images(
     `workers` > 1 files are decoded on threads; results and order are the same as with one.
     With `spool_dir`, pixels go to an anonymous temporary file there as they are decoded and
     come back memory-mapped, so a collection larger than memory can be ingested.
+    `layout` (see LAYOUTS) says where labels and official splits are; images of the classes
+    in `exclude_classes` (exact names) are left out and counted per class.
     """
+    excluded_names = set(exclude_classes)
+    excluded: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     rejected: list[SkippedFile] = []
     # the returned memory map keeps the (already unlinked) file open: no context manager
     spool = tempfile.TemporaryFile(dir=spool_dir) if spool_dir is not None else None  # noqa: SIM115
     in_memory: list[np.ndarray] = []
-    decoded = decode_files(source.iter_files(), size=size, fill=fill, workers=workers)
+    decoded = decode_files(
+        source.iter_files(), size=size, fill=fill, workers=workers, layout=layout
+    )
     for count, outcome in enumerate(decoded, 1):
         if isinstance(outcome, SkippedFile):
             rejected.append(outcome)
+        elif outcome[0]["label"] in excluded_names:
+            excluded[outcome[0]["label"]] = excluded.get(outcome[0]["label"], 0) + 1
         else:
             rows.append(outcome[0])
             if spool is None:
@@ -119,8 +137,9 @@ def scan_images(
         records=_records(rows),
         images=_stack(in_memory, size) if spool is None else _mapped(spool, len(rows), size),
         skipped=skipped,
-        empty_classes=_empty_classes(source.list_dirs(), rejected, labels),
-        n_files=len(rows) + len(skipped),
+        empty_classes=_empty_classes(source.list_dirs(), rejected, labels | excluded_names, layout),
+        n_files=len(rows) + len(skipped) + sum(excluded.values()),
+        excluded=dict(sorted(excluded.items())),
     )
 
 
@@ -138,20 +157,22 @@ def decode_files(
     size: int,
     fill: int = 255,
     workers: int = 1,
-    labelled: bool = True,
+    layout: str = "imagefolder",
 ) -> Iterator[SkippedFile | _Used]:
     """Examine files one at a time, in order: a (record, pixels) pair or a SkippedFile each.
 
     Streaming: only a few files are in flight, so collections larger than memory can be
-    processed. ``labelled=False`` (prediction) accepts images outside class folders.
+    processed. ``layout="unlabelled"`` (prediction) accepts images in any folder.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout '{layout}' (use one of {', '.join(LAYOUTS)})")
     if size < 1 or workers < 1:
         raise ValueError(f"size and workers must be >= 1, got size={size}, workers={workers}")
-    examine = partial(_examine, size=size, fill=fill, labelled=labelled)
+    examine = partial(_examine, size=size, fill=fill, layout=layout)
     yield from _ordered_map(examine, files, workers)
 
 
-def _skip_reason(rel_path: str, labelled: bool = True) -> str | None:
+def _skip_reason(rel_path: str, layout: str = "imagefolder") -> str | None:
     """Why a file cannot be an image of a class, judged from its path alone; None if it may be."""
     name = rel_path.rsplit("/", 1)[-1]
     if name.lower() in SYSTEM_FILES:
@@ -161,17 +182,23 @@ def _skip_reason(rel_path: str, labelled: bool = True) -> str | None:
         return "not an image file (no extension)"
     if extension not in IMAGE_EXTENSIONS:
         return f"not an image file (extension '{extension}')"
-    if labelled and "/" not in rel_path:
+    parts = rel_path.split("/")
+    if layout == "split_folders":
+        if parts[0] not in OFFICIAL_SPLITS:
+            return f"not inside a {'/'.join(OFFICIAL_SPLITS)} folder"
+        if len(parts) < 3:
+            return "not inside a class folder"
+    elif layout == "imagefolder" and len(parts) < 2:
         return "not inside a class folder"
     return None
 
 
 def _examine(
-    item: tuple[str, bytes], *, size: int, fill: int, labelled: bool = True
+    item: tuple[str, bytes], *, size: int, fill: int, layout: str = "imagefolder"
 ) -> SkippedFile | _Used:
     """Decode one file into its record and pixels, or say why it is skipped."""
     rel_path, data = item
-    reason = _skip_reason(rel_path, labelled)
+    reason = _skip_reason(rel_path, layout)
     if reason is not None:
         return SkippedFile(rel_path, reason)
     try:
@@ -181,7 +208,7 @@ def _examine(
         return SkippedFile(rel_path, str(exc))
     row = {
         "rel_path": rel_path,
-        "label": rel_path.split("/", 1)[0] if labelled else "",
+        **_label_and_split(rel_path, layout),
         "width": img.width,
         "height": img.height,
         "mode": img.mode,
@@ -189,6 +216,13 @@ def _examine(
         "sha1": hashlib.sha1(data, usedforsecurity=False).hexdigest(),
     }
     return row, pixels
+
+
+def _label_and_split(rel_path: str, layout: str) -> dict[str, str]:
+    parts = rel_path.split("/")
+    if layout == "split_folders":
+        return {"label": parts[1], "official_split": parts[0]}
+    return {"label": parts[0] if layout == "imagefolder" else "", "official_split": ""}
 
 
 def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
@@ -218,8 +252,17 @@ def _stack(arrays: list[np.ndarray], size: int) -> np.ndarray:
     return np.stack(arrays)
 
 
-def _empty_classes(dirs: list[str], rejected: list[SkippedFile], used: set[str]) -> list[str]:
+def _empty_classes(
+    dirs: list[str], rejected: list[SkippedFile], used: set[str], layout: str = "imagefolder"
+) -> list[str]:
     """Class folders (from directories and rejected class files) that kept no usable image."""
-    classes = {d.split("/", 1)[0] for d in dirs}
-    classes |= {s.path.split("/", 1)[0] for s in rejected if "/" in s.path}
+    if layout == "unlabelled":
+        return []
+    depth = 1 if layout == "split_folders" else 0  # where the class name sits in a path
+    candidates = [(d, depth + 1) for d in dirs] + [(r.path, depth + 2) for r in rejected]
+    classes = set()
+    for path, min_parts in candidates:
+        parts = path.split("/")
+        if len(parts) >= min_parts and (not depth or parts[0] in OFFICIAL_SPLITS):
+            classes.add(parts[depth])
     return sorted(classes - used)

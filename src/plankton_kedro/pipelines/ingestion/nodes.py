@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from plankton_kedro.datasets.image_source import ImageSource
-from plankton_kedro.engine.config import DataParams, IngestionParams
+from plankton_kedro.engine.config import DataParams, IngestionParams, SplitParams
 from plankton_kedro.engine.scan import scan_images
 from plankton_kedro.engine.splits import (
     classes_missing_splits,
@@ -23,7 +23,17 @@ from plankton_kedro.engine.splits import (
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["rel_path", "label", "width", "height", "mode", "bytes", "sha1", "split"]
+MANIFEST_COLUMNS = [
+    "rel_path",
+    "label",
+    "width",
+    "height",
+    "mode",
+    "bytes",
+    "sha1",
+    "split",
+    "split_source",
+]
 
 
 def scan_collection(
@@ -40,6 +50,8 @@ def scan_collection(
         workers=ingestion.workers,
         progress=progress,
         spool_dir=_existing(ingestion.spool_dir),
+        layout=images.layout,
+        exclude_classes=images.exclude_classes,
     )
     seconds = time.perf_counter() - started
     logger.info(
@@ -72,6 +84,8 @@ def scan_collection(
         "seconds": round(seconds, 2),
         "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
         "empty_classes": list(result.empty_classes),
+        "layout": images.layout,
+        "excluded_classes": result.excluded,
     }
     return records, result.images, summary
 
@@ -86,11 +100,17 @@ def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataF
     """The manifest: one row per usable image with its stratified, seeded split
     (byte-identical files always share a split)."""
     split = ingestion.split
-    assigned = stratified_split(
-        records["rel_path"], records["label"], val=split.val, test=split.test, seed=split.seed
-    )
-    assigned = keep_duplicates_together(assigned, records["rel_path"], records["sha1"])
-    manifest = records.assign(split=assigned)[MANIFEST_COLUMNS].reset_index(drop=True)
+    official = records["official_split"] != ""
+    if official.any():
+        assigned, source = official_split(records, split)
+    else:
+        assigned = stratified_split(
+            records["rel_path"], records["label"], val=split.val, test=split.test, seed=split.seed
+        )
+        assigned = keep_duplicates_together(assigned, records["rel_path"], records["sha1"])
+        source = "stratified"
+    manifest = records.assign(split=assigned, split_source=source)[MANIFEST_COLUMNS]
+    manifest = manifest.reset_index(drop=True)
     manifest.attrs["dataset"] = records.attrs.get("dataset")
     return manifest
 
@@ -116,6 +136,7 @@ def build_report(
         "split_totals": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
         "tiny_classes": tiny,
         "duplicates": _duplicates(manifest),
+        "split_source": str(manifest["split_source"].iloc[0]) if len(manifest) else None,
         "settings": {
             "image_size": data.image_size,
             "cache_size": data.cache_size,
@@ -123,6 +144,24 @@ def build_report(
             "split": split.model_dump(),
         },
     }
+
+
+def official_split(records: pd.DataFrame, split: SplitParams) -> tuple[pd.Series, str]:
+    """The data set's own split; without an official validation split, a stratified, seeded
+    validation part is carved from the official train split (test is never touched)."""
+    assigned = records["official_split"].copy()
+    if (assigned == "val").any():
+        return assigned, "official"
+    train = assigned == "train"
+    carved = stratified_split(
+        records.loc[train, "rel_path"],
+        records.loc[train, "label"],
+        val=split.val / (split.train + split.val),
+        test=0.0,
+        seed=split.seed,
+    )
+    assigned.loc[train] = carved
+    return assigned, "official (val carved from train)"
 
 
 def _duplicates(manifest: pd.DataFrame) -> list[dict[str, Any]]:
