@@ -145,3 +145,31 @@ def test_official_split_folders_and_exact_class_exclusion(tmp_path):
 def test_unknown_layout_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="unknown layout 'whoi'"):
         ImageSourceDataset(path=str(tmp_path), layout="whoi").load()
+
+
+def test_official_split_lists_define_the_split(tmp_path):
+    """ZooLake-like: class folders plus train/val/test file lists with another path prefix."""
+    root = tmp_path / "zoolake"
+    lists = {"train": [], "val": [], "test": []}
+    for label, offset in (("daphnia", 1), ("copepod", 4)):
+        (root / label).mkdir(parents=True)
+        for i in range(9):
+            (root / label / f"{label}_{i}.jpeg").write_bytes(_png(10 * i + offset))
+            split = "train" if i < 5 else "val" if i < 7 else "test"
+            lists[split].append(f"./data/zooplankton_0p5x/{label}/{label}_{i}.jpeg")
+    (root / "copepod" / "unlisted.jpeg").write_bytes(_png(250))
+    files = {}
+    for split, entries in lists.items():
+        files[split] = str(tmp_path / f"{split}_filenames.txt")
+        (tmp_path / f"{split}_filenames.txt").write_text("\n".join(entries) + "\n")
+    source = ImageSourceDataset(path=str(root), split_lists=files).load()
+    data, ingestion = DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
+    records, cache, summary = scan_collection(source, data, ingestion)
+    manifest = split_records(records, ingestion)
+    assert len(manifest) == len(cache) == 18
+    assert summary["not_in_split_lists"] == 1
+    assert (manifest["split_source"] == "official").all()
+    by_path = manifest.set_index("rel_path")["split"]
+    assert by_path["daphnia/daphnia_0.jpeg"] == "train"
+    assert by_path["daphnia/daphnia_5.jpeg"] == "val"
+    assert by_path["copepod/copepod_8.jpeg"] == "test"

@@ -18,7 +18,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from plankton_kedro.engine.scan import LAYOUTS, SYSTEM_FILES, SkippedFile
+from plankton_kedro.engine.scan import LAYOUTS, OFFICIAL_SPLITS, SYSTEM_FILES, SkippedFile
 
 __all__ = ["ImageSource", "ImageSourceDataset", "SkippedFile"]
 
@@ -70,11 +70,13 @@ class ImageSource:
         *,
         layout: str = "imagefolder",
         exclude_classes: Sequence[str] = (),
+        split_lists: dict[str, str] | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise DatasetError(f"{location}: unknown layout '{layout}' ({', '.join(LAYOUTS)})")
         self.layout = layout
         self.exclude_classes = list(exclude_classes)
+        self.split_lists = _read_split_lists(split_lists or {})
         self.location = os.fspath(location)
         self._path = Path(os.path.abspath(Path(self.location).expanduser()))
         self.kind = _kind_of(self._path)
@@ -118,6 +120,8 @@ class ImageSourceDataset(AbstractDataset[None, ImageSource]):
     ``layout``: ``imagefolder`` (``[top/]<class>/<image>``, split made at ingestion),
     ``split_folders`` (``[top/]<train|val|test>/<class>/<image>``: the data set's official
     split is kept) or ``unlabelled``. ``exclude_classes``: exact class names to leave out.
+    ``split_lists``: ``{train|val|test: path of a text file}`` with the data set's official
+    file lists (one image path per line, e.g. ZooLake's), which then define the split.
     """
 
     def __init__(
@@ -127,17 +131,23 @@ class ImageSourceDataset(AbstractDataset[None, ImageSource]):
         name: str | None = None,
         layout: str = "imagefolder",
         exclude_classes: Sequence[str] = (),
+        split_lists: dict[str, str] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self._path = path
         self._name = name
         self._layout = layout
         self._exclude = list(exclude_classes)
+        self._split_lists = dict(split_lists or {})
         self.metadata = metadata
 
     def load(self) -> ImageSource:
         return ImageSource(
-            self._path, name=self._name, layout=self._layout, exclude_classes=self._exclude
+            self._path,
+            name=self._name,
+            layout=self._layout,
+            exclude_classes=self._exclude,
+            split_lists=self._split_lists,
         )
 
     def save(self, data: None) -> None:
@@ -148,6 +158,19 @@ class ImageSourceDataset(AbstractDataset[None, ImageSource]):
 
     def _exists(self) -> bool:
         return Path(self._path).expanduser().exists()
+
+
+def _read_split_lists(paths: dict[str, str]) -> dict[str, list[str]]:
+    """``{split: [entries]}`` from official split list files, with clear errors."""
+    lists = {}
+    for split, path in paths.items():
+        if split not in OFFICIAL_SPLITS:
+            raise DatasetError(f"split_lists: '{split}' is not one of {', '.join(OFFICIAL_SPLITS)}")
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise DatasetError(f"split_lists: the {split} list {path} does not exist")
+        lists[split] = file.read_text(encoding="utf-8", errors="replace").splitlines()
+    return lists
 
 
 # --- opening ---------------------------------------------------------------------------------

@@ -53,6 +53,22 @@ def stratified_split(
     return result
 
 
+def split_from_lists(rel_paths: pd.Series, lists: dict[str, list[str]]) -> pd.Series:
+    """Each image's split from official file lists (``{split: [paths]}``), "" if unlisted.
+
+    Lists often carry other path prefixes than the collection (``./data/…/class/img.jpg``),
+    so entries are matched on their last two components: ``<class>/<file name>``.
+    """
+
+    def key(path: str) -> str:
+        return "/".join(path.strip().replace("\\", "/").split("/")[-2:])
+
+    lookup = {
+        key(entry): split for split, entries in lists.items() for entry in entries if entry.strip()
+    }
+    return rel_paths.map(lambda path: lookup.get(key(path), ""))
+
+
 def keep_duplicates_together(split: pd.Series, rel_paths: pd.Series, keys: pd.Series) -> pd.Series:
     """Put every group of identical files (same ``keys``, e.g. SHA-1) in one split: the split
     of the group's first path, so a copy in train never inflates a test score."""

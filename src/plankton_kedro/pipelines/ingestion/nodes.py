@@ -17,6 +17,7 @@ from plankton_kedro.engine.scan import scan_images
 from plankton_kedro.engine.splits import (
     classes_missing_splits,
     keep_duplicates_together,
+    split_from_lists,
     split_table,
     stratified_split,
 )
@@ -72,6 +73,16 @@ def scan_collection(
             + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
         )
     records = result.records.copy()
+    unlisted = 0
+    if images.split_lists:
+        records["official_split"] = split_from_lists(records["rel_path"], images.split_lists)
+        listed = records["official_split"] != ""
+        unlisted = int((~listed).sum())
+        records = records[listed].reset_index(drop=True)
+        keep = listed.to_numpy()
+        cache = result.images if keep.all() else result.images[keep]
+    else:
+        cache = result.images
     records.attrs["dataset"] = images.name
     summary = {
         "source": {
@@ -86,8 +97,9 @@ def scan_collection(
         "empty_classes": list(result.empty_classes),
         "layout": images.layout,
         "excluded_classes": result.excluded,
+        "not_in_split_lists": unlisted,
     }
-    return records, result.images, summary
+    return records, cache, summary
 
 
 def _existing(folder: str | None) -> str | None:
