@@ -316,7 +316,11 @@ def test_dataset_loads_names_and_refuses_to_save(tmp_path, monkeypatch):
     source = dataset.load()
     assert (source.location, source.name, source.kind) == ("~/train.tgz.zip", "ndsb", "zip")
     assert ImageSourceDataset(path="~/train.tgz.zip").load().name == "train.tgz"
-    assert dataset._describe() == {"path": "~/train.tgz.zip", "name": "ndsb"}
+    assert dataset._describe() == {
+        "path": "~/train.tgz.zip",
+        "name": "ndsb",
+        "layout": "imagefolder",
+    }
     assert dataset.exists()
     with pytest.raises(DatasetError, match="read-only"):
         dataset.save(source)
