@@ -170,7 +170,7 @@ class FeatureClassifierParams(_Strict):
         default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3], min_length=1
     )
     cv_folds: int = Field(3, ge=2)
-    max_train_images: PositiveInt = 20000
+    max_train_images: PositiveInt = 5000
     seed: int = 42
 
 

@@ -5,11 +5,13 @@ cross-validation on the train split only."""
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -19,6 +21,10 @@ from sklearn.svm import SVC
 from .metrics import classification_report
 
 logger = logging.getLogger(__name__)
+
+# Cross-validation folds run on every core from this many training images on; below it,
+# starting the worker processes costs more than it saves.
+PARALLEL_FROM = 1000
 
 # feature set -> (key in the predictions, column prefix, digits of the column number)
 FEATURE_SETS = {"bottleneck": ("embeddings", "b", 3), "backbone": ("backbone_features", "f", 4)}
@@ -81,7 +87,7 @@ def fit_feature_classifiers(
         return {"skipped": "a class has fewer than 2 training images: no cross-validation"}
     report = {"train_images": len(train), "cv_folds": folds, "c_grid": list(c_grid)}
     classifiers = {
-        "logistic_regression": LogisticRegression(max_iter=2000),
+        "logistic_regression": LogisticRegression(max_iter=300),
         "svc_rbf": SVC(kernel="rbf"),
     }
     for name, classifier in classifiers.items():
@@ -90,14 +96,17 @@ def fit_feature_classifiers(
             {f"{type(classifier).__name__.lower()}__C": list(c_grid)},
             cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
             scoring="accuracy",
-            n_jobs=1,
+            n_jobs=-1 if len(train) >= PARALLEL_FROM else 1,
         )
-        search.fit(x_train, y_train)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ConvergenceWarning)
+            search.fit(x_train, y_train)
         predicted = search.predict(x_test)
         best_c = next(iter(search.best_params_.values()))
         report[name] = {
             "best_C": float(best_c),
             "cv_accuracy": float(search.best_score_),
+            "all_fits_converged": not any(w.category is ConvergenceWarning for w in caught),
             "test": {
                 k: v
                 for k, v in classification_report(y_test, predicted, class_names).items()
