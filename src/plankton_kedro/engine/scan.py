@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
+from plankton_kedro.engine.frame_crop import FrameCrop, crop_frame
 from plankton_kedro.engine.imaging import ImageDecodeError, load_image, pad_and_resize, to_rgb
 
 IMAGE_EXTENSIONS = {
@@ -41,12 +42,15 @@ SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
 #   imagefolder:   [top/]<class>/<image>             stratified split made at ingestion
 #   split_folders: [top/]<split>/<class>/<image>     the data set's official train/val/test
 #   unlabelled:    any nesting, no labels            (prediction)
+# A collection merged from several parts (e.g. WHOI's yearly archives) prefixes every path
+# with its part: <part>/<path as above>.
 LAYOUTS = ("imagefolder", "split_folders", "unlabelled")
 OFFICIAL_SPLITS = ("train", "val", "test")
 RECORD_DTYPES = {
     "rel_path": str,
     "label": str,
     "official_split": str,
+    "part": str,
     "width": "int64",
     "height": "int64",
     "mode": str,
@@ -98,6 +102,8 @@ def scan_images(
     spool_dir: str | Path | None = None,
     layout: str = "imagefolder",
     exclude_classes: Iterable[str] = (),
+    parted: bool = False,
+    frame_crop: FrameCrop | None = None,
 ) -> ScanResult:
     """Decode every image of `source` into (size, size, 3) uint8, listing each file left out.
 
@@ -106,7 +112,9 @@ def scan_images(
     With `spool_dir`, pixels go to an anonymous temporary file there as they are decoded and
     come back memory-mapped, so a collection larger than memory can be ingested.
     `layout` (see LAYOUTS) says where labels and official splits are; images of the classes
-    in `exclude_classes` (exact names) are left out and counted per class.
+    in `exclude_classes` (exact names) are left out and counted per class. `parted`: paths
+    start with the name of the part they come from (kept in the `part` column). `frame_crop`:
+    remove a scale bar by template matching before padding (see frame_crop).
     """
     excluded_names = set(exclude_classes)
     excluded: dict[str, int] = {}
@@ -116,7 +124,13 @@ def scan_images(
     spool = tempfile.TemporaryFile(dir=spool_dir) if spool_dir is not None else None  # noqa: SIM115
     in_memory: list[np.ndarray] = []
     decoded = decode_files(
-        source.iter_files(), size=size, fill=fill, workers=workers, layout=layout
+        source.iter_files(),
+        size=size,
+        fill=fill,
+        workers=workers,
+        layout=layout,
+        parted=parted,
+        frame_crop=frame_crop,
     )
     for count, outcome in enumerate(decoded, 1):
         if isinstance(outcome, SkippedFile):
@@ -137,7 +151,9 @@ def scan_images(
         records=_records(rows),
         images=_stack(in_memory, size) if spool is None else _mapped(spool, len(rows), size),
         skipped=skipped,
-        empty_classes=_empty_classes(source.list_dirs(), rejected, labels | excluded_names, layout),
+        empty_classes=_empty_classes(
+            source.list_dirs(), rejected, labels | excluded_names, layout, parted
+        ),
         n_files=len(rows) + len(skipped) + sum(excluded.values()),
         excluded=dict(sorted(excluded.items())),
     )
@@ -158,6 +174,8 @@ def decode_files(
     fill: int = 255,
     workers: int = 1,
     layout: str = "imagefolder",
+    parted: bool = False,
+    frame_crop: FrameCrop | None = None,
 ) -> Iterator[SkippedFile | _Used]:
     """Examine files one at a time, in order: a (record, pixels) pair or a SkippedFile each.
 
@@ -168,7 +186,9 @@ def decode_files(
         raise ValueError(f"unknown layout '{layout}' (use one of {', '.join(LAYOUTS)})")
     if size < 1 or workers < 1:
         raise ValueError(f"size and workers must be >= 1, got size={size}, workers={workers}")
-    examine = partial(_examine, size=size, fill=fill, layout=layout)
+    examine = partial(
+        _examine, size=size, fill=fill, layout=layout, parted=parted, frame_crop=frame_crop
+    )
     yield from _ordered_map(examine, files, workers)
 
 
@@ -194,21 +214,32 @@ def _skip_reason(rel_path: str, layout: str = "imagefolder") -> str | None:
 
 
 def _examine(
-    item: tuple[str, bytes], *, size: int, fill: int, layout: str = "imagefolder"
+    item: tuple[str, bytes],
+    *,
+    size: int,
+    fill: int,
+    layout: str = "imagefolder",
+    parted: bool = False,
+    frame_crop: FrameCrop | None = None,
 ) -> SkippedFile | _Used:
     """Decode one file into its record and pixels, or say why it is skipped."""
     rel_path, data = item
-    reason = _skip_reason(rel_path, layout)
+    part, in_part = rel_path.split("/", 1) if parted else ("", rel_path)
+    reason = _skip_reason(in_part, layout)
     if reason is not None:
         return SkippedFile(rel_path, reason)
     try:
         img = load_image(data)
-        pixels = pad_and_resize(to_rgb(img, fill=fill), size, fill)
+        rgb = to_rgb(img, fill=fill)
+        if frame_crop is not None:
+            rgb, _ = crop_frame(rgb, frame_crop)
+        pixels = pad_and_resize(rgb, size, fill)
     except ImageDecodeError as exc:
         return SkippedFile(rel_path, str(exc))
     row = {
         "rel_path": rel_path,
-        **_label_and_split(rel_path, layout),
+        **_label_and_split(in_part, layout),
+        "part": part,
         "width": img.width,
         "height": img.height,
         "mode": img.mode,
@@ -253,7 +284,11 @@ def _stack(arrays: list[np.ndarray], size: int) -> np.ndarray:
 
 
 def _empty_classes(
-    dirs: list[str], rejected: list[SkippedFile], used: set[str], layout: str = "imagefolder"
+    dirs: list[str],
+    rejected: list[SkippedFile],
+    used: set[str],
+    layout: str = "imagefolder",
+    parted: bool = False,
 ) -> list[str]:
     """Class folders (from directories and rejected class files) that kept no usable image."""
     if layout == "unlabelled":
@@ -262,7 +297,7 @@ def _empty_classes(
     candidates = [(d, depth + 1) for d in dirs] + [(r.path, depth + 2) for r in rejected]
     classes = set()
     for path, min_parts in candidates:
-        parts = path.split("/")
+        parts = path.split("/")[1:] if parted else path.split("/")
         if len(parts) >= min_parts and (not depth or parts[0] in OFFICIAL_SPLITS):
             classes.add(parts[depth])
     return sorted(classes - used)
