@@ -144,6 +144,7 @@ def test_records_describe_each_image(reference):
         "rel_path",
         "label",
         "official_split",
+        "part",
         "width",
         "height",
         "mode",

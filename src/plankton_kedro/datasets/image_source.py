@@ -1,4 +1,5 @@
-"""Read an ImageFolder-style collection in place from a folder or a zip / tar archive.
+"""Read an ImageFolder-style collection in place from a folder or a zip / tar archive, or from
+several of them merged into one collection (WHOI's yearly archives).
 
 Nothing is ever unpacked to disk: archive members are read into memory one at a time, unsafe or
 odd members are refused and listed in `ImageSource.skipped`, never extracted.
@@ -6,6 +7,7 @@ odd members are refused and listed in `ImageSource.skipped`, never extracted.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import tarfile
@@ -16,11 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
-from plankton_kedro.engine.scan import LAYOUTS, OFFICIAL_SPLITS, SYSTEM_FILES, SkippedFile
+from plankton_kedro.engine.frame_crop import FrameCrop
+from plankton_kedro.engine.scan import (
+    LAYOUTS,
+    OFFICIAL_SPLITS,
+    RECORD_DTYPES,
+    SYSTEM_FILES,
+    SkippedFile,
+)
+from plankton_kedro.engine.splits import split_from_lists
 
-__all__ = ["ImageSource", "ImageSourceDataset", "SkippedFile"]
+__all__ = ["ImageSource", "ImageSourceDataset", "MergedImageSource", "SkippedFile"]
 
 ARCHIVE_SUFFIXES = {
     ".tar.gz": "tar",
@@ -35,6 +46,16 @@ _UNSAFE = "unsafe path in archive, refused"
 _NOT_REGULAR = "not a regular file"
 _FORK = "macOS resource fork"
 _DUPLICATE = "duplicate path, skipped"
+# Spellings of official split names found in split tables.
+_SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 @dataclass
@@ -61,7 +82,12 @@ class ImageSource:
 
     The listing is made on first use and cached; `top_folder` and `list_dirs()` trigger it
     (for a compressed tar that is one decompression pass, iteration is a second one).
+    With `root`, only files under that sub-folder (after the top folder) belong to the
+    collection; the others are counted in `outside_root`. With `split_lists`
+    (``{split: [entries]}``), files in no list are never read and are counted in `unlisted`.
     """
+
+    part_column: str | None = None  # a single collection has no parts
 
     def __init__(
         self,
@@ -70,19 +96,25 @@ class ImageSource:
         *,
         layout: str = "imagefolder",
         exclude_classes: Sequence[str] = (),
-        split_lists: dict[str, str] | None = None,
+        split_lists: dict[str, list[str]] | None = None,
+        root: str | None = None,
+        frame_crop: FrameCrop | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise DatasetError(f"{location}: unknown layout '{layout}' ({', '.join(LAYOUTS)})")
         self.layout = layout
         self.exclude_classes = list(exclude_classes)
-        self.split_lists = _read_split_lists(split_lists or {})
+        self.split_lists = dict(split_lists or {})
+        self.root = root.strip("/") if root else None
+        self.frame_crop = frame_crop
         self.location = os.fspath(location)
         self._path = Path(os.path.abspath(Path(self.location).expanduser()))
         self.kind = _kind_of(self._path)
         _check_readable(self._path, self.kind)
         self.name = name or _default_name(self._path, self.kind)
         self.skipped: list[SkippedFile] = []
+        self.outside_root: list[str] = []
+        self.unlisted: list[str] = []
         self._index: _Index | None = None
 
     def __repr__(self) -> str:
@@ -110,45 +142,132 @@ class ImageSource:
 
     def _get_index(self) -> _Index:
         if self._index is None:
-            self._index = _build_index(_KINDS[self.kind][0](self._path))
+            index = _build_index(_KINDS[self.kind][0](self._path))
+            if self.root:
+                index, self.outside_root = _within_root(index, self.root, self.location)
+            if self.split_lists:
+                index, self.unlisted = _listed_only(index, self.split_lists)
+            self._index = index
         return self._index
 
 
-class ImageSourceDataset(AbstractDataset[None, ImageSource]):
+class MergedImageSource:
+    """Several collections read as one, e.g. WHOI's yearly archives: every path is prefixed
+    with its part's name (the archive or folder name), which the manifest keeps in the
+    `part_column` column (``year`` for WHOI). Same interface as :class:`ImageSource`."""
+
+    kind = "merged"
+
+    def __init__(self, parts: list[ImageSource], *, name: str | None, part_column: str) -> None:
+        names = [part.name for part in parts]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise DatasetError(
+                f"parts must have different names (folder or archive names); repeated: {repeated}"
+            )
+        first = parts[0]
+        self.parts = parts
+        self.part_column = part_column
+        self.name = name or (names[0] if len(names) == 1 else f"{names[0]}…{names[-1]}")
+        self.location = [part.location for part in parts]
+        self.layout, self.exclude_classes = first.layout, first.exclude_classes
+        self.split_lists, self.frame_crop = first.split_lists, first.frame_crop
+        self.skipped: list[SkippedFile] = []
+
+    def __repr__(self) -> str:
+        return f"MergedImageSource(parts={self.location!r})"
+
+    @property
+    def top_folder(self) -> dict[str, str | None]:
+        return {part.name: part.top_folder for part in self.parts}
+
+    @property
+    def outside_root(self) -> list[str]:
+        return [f"{part.name}/{path}" for part in self.parts for path in part.outside_root]
+
+    @property
+    def unlisted(self) -> list[str]:
+        return [f"{part.name}/{path}" for part in self.parts for path in part.unlisted]
+
+    def list_dirs(self) -> list[str]:
+        return [f"{part.name}/{d}" for part in self.parts for d in part.list_dirs()]
+
+    def iter_files(self) -> Iterator[tuple[str, bytes]]:
+        """Every part's files in turn, as ``(<part>/<relative path>, bytes)``."""
+        self.skipped[:] = []
+        for part in self.parts:
+            for rel_path, data in part.iter_files():
+                yield f"{part.name}/{rel_path}", data
+            self.skipped += [SkippedFile(f"{part.name}/{s.path}", s.reason) for s in part.skipped]
+
+
+class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"]):
     """Kedro dataset: a folder or .zip/.tar/.tar.gz/.tgz archive of class folders, read in place.
 
+    ``path``: one folder or archive; a list of them, or a glob pattern (``/data/whoi/*.zip``),
+    merges them into one collection whose manifest names each image's part in the
+    ``part_column`` column (e.g. ``year``).
     ``layout``: ``imagefolder`` (``[top/]<class>/<image>``, split made at ingestion),
     ``split_folders`` (``[top/]<train|val|test>/<class>/<image>``: the data set's official
-    split is kept) or ``unlabelled``. ``exclude_classes``: exact class names to leave out.
+    split is kept) or ``unlabelled``. ``root``: the sub-folder holding the class folders
+    (``imgs`` in ZooScanNet). ``exclude_classes``: exact class names to leave out.
     ``split_lists``: ``{train|val|test: path of a text file}`` with the data set's official
-    file lists (one image path per line, e.g. ZooLake's), which then define the split.
+    file lists (one image path per line, e.g. ZooLake's), which then define the split;
+    ``split_table``: ``{path: CSV file, key: column naming the image, split: column}``, the
+    same as one table. ``frame_crop``: ``zooscan`` (shipped scale-bar template) or
+    ``{templates: [PNG paths], threshold: 0.8}`` removes a scale bar before resizing.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - one option per catalog key
         self,
         *,
-        path: str,
+        path: str | list[str],
         name: str | None = None,
         layout: str = "imagefolder",
+        root: str | None = None,
         exclude_classes: Sequence[str] = (),
         split_lists: dict[str, str] | None = None,
+        split_table: dict[str, str] | None = None,
+        part_column: str = "part",
+        frame_crop: str | dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        if split_lists and split_table:
+            raise DatasetError("give the official split as split_lists or split_table, not both")
+        if part_column in {*RECORD_DTYPES, "split", "split_source"} - {"part"}:
+            raise DatasetError(f"part_column '{part_column}' is already a manifest column")
         self._path = path
         self._name = name
         self._layout = layout
+        self._root = root
         self._exclude = list(exclude_classes)
         self._split_lists = dict(split_lists or {})
+        self._split_table = dict(split_table or {})
+        self._part_column = part_column
+        self._frame_crop = frame_crop
         self.metadata = metadata
 
-    def load(self) -> ImageSource:
-        return ImageSource(
-            self._path,
-            name=self._name,
-            layout=self._layout,
-            exclude_classes=self._exclude,
-            split_lists=self._split_lists,
-        )
+    def load(self) -> ImageSource | MergedImageSource:
+        try:
+            frame_crop = FrameCrop.from_setting(self._frame_crop)
+        except ValueError as exc:
+            raise DatasetError(str(exc)) from exc
+        if self._split_table:
+            split_lists = _read_split_table(**self._split_table)
+        else:
+            split_lists = _read_split_lists(self._split_lists)
+        options = {
+            "layout": self._layout,
+            "exclude_classes": self._exclude,
+            "split_lists": split_lists,
+            "root": self._root,
+            "frame_crop": frame_crop,
+        }
+        paths = _expand_paths(self._path)
+        if isinstance(self._path, str) and not glob.has_magic(self._path):
+            return ImageSource(paths[0], name=self._name, **options)
+        parts = [ImageSource(path, **options) for path in paths]
+        return MergedImageSource(parts, name=self._name, part_column=self._part_column)
 
     def save(self, data: None) -> None:
         raise DatasetError(f"ImageSourceDataset({self._path}) is read-only; it cannot save data")
@@ -157,7 +276,52 @@ class ImageSourceDataset(AbstractDataset[None, ImageSource]):
         return {"path": self._path, "name": self._name, "layout": self._layout}
 
     def _exists(self) -> bool:
-        return Path(self._path).expanduser().exists()
+        try:
+            return all(Path(path).expanduser().exists() for path in _expand_paths(self._path))
+        except DatasetError:
+            return False
+
+
+def _expand_paths(path: str | list[str]) -> list[str]:
+    """One path, a list of paths, or a glob pattern -> sorted list of paths (never empty)."""
+    if isinstance(path, str) and glob.has_magic(path):
+        paths = sorted(glob.glob(os.path.expanduser(path)))
+        if not paths:
+            raise DatasetError(f"no folder or archive matches {path}")
+        return paths
+    paths = [path] if isinstance(path, str) else [os.fspath(p) for p in path]
+    if not paths:
+        raise DatasetError("path: the list of folders or archives is empty")
+    return paths
+
+
+def _read_split_table(path: str, key: str, split: str = "split") -> dict[str, list[str]]:
+    """``{split: [image keys]}`` from a CSV table (``.csv`` or ``.csv.gz``) with one row per
+    image: a ``key`` column (path, file name or file name without extension) and a ``split``
+    column (train/val/test; training/valid/validation/testing are understood)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DatasetError(f"split_table: {path} does not exist")
+    try:
+        table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"split_table: {path} is not a readable CSV table ({exc})") from exc
+    missing = [column for column in (key, split) if column not in table.columns]
+    if missing:
+        raise DatasetError(
+            f"split_table: {path} has no column {missing}; its columns: {list(table.columns)}"
+        )
+    names = table[split].str.strip().str.lower()
+    unknown = sorted(set(names) - set(_SPLIT_NAMES))
+    if unknown:
+        raise DatasetError(
+            f"split_table: {path} column '{split}' has values {unknown[:5]} that are not "
+            "train/val/test"
+        )
+    lists: dict[str, list[str]] = {}
+    for entry, name in zip(table[key], names, strict=True):
+        lists.setdefault(_SPLIT_NAMES[name], []).append(entry)
+    return lists
 
 
 def _read_split_lists(paths: dict[str, str]) -> dict[str, list[str]]:
@@ -171,6 +335,32 @@ def _read_split_lists(paths: dict[str, str]) -> dict[str, list[str]]:
             raise DatasetError(f"split_lists: the {split} list {path} does not exist")
         lists[split] = file.read_text(encoding="utf-8", errors="replace").splitlines()
     return lists
+
+
+def _within_root(index: _Index, root: str, location: str) -> tuple[_Index, list[str]]:
+    """The index restricted to files under ``root/`` (stripped); the other files' paths."""
+    prefix = f"{root}/"
+    inside = [(p[len(prefix) :], key) for p, key in index.files if p.startswith(prefix)]
+    if not inside:
+        tops = sorted({p.split("/", 1)[0] for p, _ in index.files if "/" in p})
+        raise DatasetError(f"{location}: no file under root '{root}'; top-level folders: {tops}")
+    outside = [p for p, _ in index.files if not p.startswith(prefix)]
+    dirs = [d[len(prefix) :] for d in index.dirs if d.startswith(prefix)]
+    refused = [
+        SkippedFile(item.path[len(prefix) :], item.reason)
+        for item in index.refused
+        if item.path.startswith(prefix)
+    ]
+    return _Index(files=inside, dirs=dirs, refused=refused, top=index.top), outside
+
+
+def _listed_only(index: _Index, lists: dict[str, list[str]]) -> tuple[_Index, list[str]]:
+    """The index restricted to files named in the official split lists; the others' paths."""
+    paths = pd.Series([p for p, _ in index.files], dtype=str)
+    listed = (split_from_lists(paths, lists) != "").tolist()
+    kept = [file for file, ok in zip(index.files, listed, strict=True) if ok]
+    unlisted = [p for (p, _), ok in zip(index.files, listed, strict=True) if not ok]
+    return _Index(files=kept, dirs=index.dirs, refused=index.refused, top=index.top), unlisted
 
 
 # --- opening ---------------------------------------------------------------------------------

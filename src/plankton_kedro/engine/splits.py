@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from posixpath import splitext
+
 import numpy as np
 import pandas as pd
 
@@ -54,19 +56,34 @@ def stratified_split(
 
 
 def split_from_lists(rel_paths: pd.Series, lists: dict[str, list[str]]) -> pd.Series:
-    """Each image's split from official file lists (``{split: [paths]}``), "" if unlisted.
+    """Each image's split from official file lists (``{split: [entries]}``), "" if unlisted.
 
     Lists often carry other path prefixes than the collection (``./data/…/class/img.jpg``),
-    so entries are matched on their last two components: ``<class>/<file name>``.
+    so an entry with a folder is matched on its last two components (``<class>/<file>``); an
+    entry without one on the file name, or, without an extension, on the name's stem (an
+    object id such as ZooScanNet's).
     """
+    lookups: dict[str, dict[str, str]] = {"pair": {}, "name": {}, "stem": {}}
+    for split, entries in lists.items():
+        for entry in entries:
+            entry = entry.strip().replace("\\", "/")
+            if entry:
+                kind = "pair" if "/" in entry else "name" if splitext(entry)[1] else "stem"
+                lookups[kind][_last_two(entry) if kind == "pair" else entry] = split
 
-    def key(path: str) -> str:
-        return "/".join(path.strip().replace("\\", "/").split("/")[-2:])
+    def split_of(path: str) -> str:
+        name = path.rsplit("/", 1)[-1]
+        return (
+            lookups["pair"].get(_last_two(path))
+            or lookups["name"].get(name)
+            or lookups["stem"].get(splitext(name)[0], "")
+        )
 
-    lookup = {
-        key(entry): split for split, entries in lists.items() for entry in entries if entry.strip()
-    }
-    return rel_paths.map(lambda path: lookup.get(key(path), ""))
+    return rel_paths.map(split_of)
+
+
+def _last_two(path: str) -> str:
+    return "/".join(path.split("/")[-2:])
 
 
 def keep_duplicates_together(split: pd.Series, rel_paths: pd.Series, keys: pd.Series) -> pd.Series:

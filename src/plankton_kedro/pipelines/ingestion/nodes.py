@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.datasets.image_source import ImageSource
+from plankton_kedro.datasets.image_source import ImageSource, MergedImageSource
 from plankton_kedro.engine.config import DataParams, IngestionParams, SplitParams
 from plankton_kedro.engine.scan import scan_images
 from plankton_kedro.engine.splits import (
@@ -38,7 +38,7 @@ MANIFEST_COLUMNS = [
 
 
 def scan_collection(
-    images: ImageSource, data: DataParams, ingestion: IngestionParams
+    images: ImageSource | MergedImageSource, data: DataParams, ingestion: IngestionParams
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     """Decode and validate every file once; return the usable images' records, their
     padded and resized uint8 pixels, and what was skipped and why."""
@@ -53,6 +53,8 @@ def scan_collection(
         spool_dir=_existing(ingestion.spool_dir),
         layout=images.layout,
         exclude_classes=images.exclude_classes,
+        parted=images.part_column is not None,
+        frame_crop=images.frame_crop,
     )
     seconds = time.perf_counter() - started
     logger.info(
@@ -73,17 +75,14 @@ def scan_collection(
             + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
         )
     records = result.records.copy()
-    unlisted = 0
-    if images.split_lists:
+    if images.split_lists:  # unlisted files were never read (ImageSource.unlisted)
         records["official_split"] = split_from_lists(records["rel_path"], images.split_lists)
-        listed = records["official_split"] != ""
-        unlisted = int((~listed).sum())
-        records = records[listed].reset_index(drop=True)
-        keep = listed.to_numpy()
-        cache = result.images if keep.all() else result.images[keep]
+    if images.part_column is None:
+        records = records.drop(columns="part")
     else:
-        cache = result.images
+        records = records.rename(columns={"part": images.part_column})
     records.attrs["dataset"] = images.name
+    records.attrs["part_column"] = images.part_column
     summary = {
         "source": {
             "location": str(images.location),
@@ -97,9 +96,11 @@ def scan_collection(
         "empty_classes": list(result.empty_classes),
         "layout": images.layout,
         "excluded_classes": result.excluded,
-        "not_in_split_lists": unlisted,
+        "not_in_split_lists": len(images.unlisted),
+        "outside_root": len(images.outside_root),
+        "frame_crop": None if images.frame_crop is None else list(images.frame_crop.templates),
     }
-    return records, cache, summary
+    return records, result.images, summary
 
 
 def _existing(folder: str | None) -> str | None:
@@ -121,7 +122,9 @@ def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataF
         )
         assigned = keep_duplicates_together(assigned, records["rel_path"], records["sha1"])
         source = "stratified"
-    manifest = records.assign(split=assigned, split_source=source)[MANIFEST_COLUMNS]
+    part_column = records.attrs.get("part_column")
+    columns = MANIFEST_COLUMNS + ([part_column] if part_column else [])
+    manifest = records.assign(split=assigned, split_source=source)[columns]
     manifest = manifest.reset_index(drop=True)
     manifest.attrs["dataset"] = records.attrs.get("dataset")
     return manifest
