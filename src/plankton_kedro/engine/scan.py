@@ -10,9 +10,11 @@ import hashlib
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 from posixpath import splitext
 from typing import Any, Protocol
@@ -108,7 +110,8 @@ def scan_images(
     """Decode every image of `source` into (size, size, 3) uint8, listing each file left out.
 
     `progress` is called after each file with the number of files handled so far. With
-    `workers` > 1 files are decoded on threads; results and order are the same as with one.
+    `workers` > 1 files are decoded in that many processes; results and order are the same
+    as with one.
     With `spool_dir`, pixels go to an anonymous temporary file there as they are decoded and
     come back memory-mapped, so a collection larger than memory can be ingested.
     `layout` (see LAYOUTS) says where labels and official splits are; images of the classes
@@ -257,18 +260,38 @@ def _label_and_split(rel_path: str, layout: str) -> dict[str, str]:
 
 
 def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
-    """map(fn, items) on `workers` threads, in input order, with few items in flight at once."""
+    """map(fn, items) on `workers` processes, in input order, with few items in flight at once.
+
+    Decoding small images is mostly Python and holds the GIL, so threads do not scale
+    (measured: 2 threads 0.9x one); processes do. Items travel in chunks of `CHUNK_FILES` to
+    amortise the inter-process traffic, at most two chunks per process in flight.
+    """
     if workers == 1:
         yield from map(fn, items)
         return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
         pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
+        iterator = iter(items)
+        while chunk := list(islice(iterator, CHUNK_FILES)):
+            pending.append(pool.submit(_map_chunk, fn, chunk))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                yield from pending.popleft().result()
         while pending:
-            yield pending.popleft().result()
+            yield from pending.popleft().result()
+
+
+CHUNK_FILES = 32  # files per task sent to a decoding process
+
+
+def _map_chunk(fn: Callable, chunk: list) -> list:
+    return [fn(item) for item in chunk]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    """Fork where the platform has it (workers start in milliseconds and only run PIL and
+    hashlib); the platform's default (spawn) elsewhere."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
 
 
 def _records(rows: list[dict[str, Any]]) -> pd.DataFrame:
