@@ -16,6 +16,7 @@ from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.config import DataParams, IngestionParams
 from plankton_kedro.engine.frame_crop import FrameCrop, crop_frame
 from plankton_kedro.engine.imaging import pad_and_resize, to_rgb
+from plankton_kedro.engine.predict import predict_files
 from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
 
 from . import public_sets
@@ -179,3 +180,26 @@ def test_merged_parts_need_distinct_names(tmp_path):
     paths = [str(tmp_path / folder / "whoi" / "2006.zip") for folder in ("a", "b")]
     with pytest.raises(DatasetError, match="repeated: \\['2006'\\]"):
         ImageSourceDataset(path=paths).load()
+
+
+class _RecordingClassifier:
+    """Stands in for engine.predict.Classifier: keeps the pixels it is given."""
+
+    cache_size, fill, threshold, class_names = DATA.cache_size, DATA.fill, None, ["a", "b"]
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, images):
+        self.seen.append(images)
+        return np.tile([[0.75, 0.25]], (len(images), 1)), np.zeros((len(images), 4))
+
+
+def test_predict_crops_the_scale_bar_like_ingestion(tmp_path):
+    vignette = public_sets.encode(public_sets.framed(public_sets.tight_organism(2, 1)), "PNG")
+    classifier = _RecordingClassifier()
+    crop = FrameCrop.from_setting("zooscan")
+    result = predict_files(classifier, [("cast/1.png", vignette)], workers=1, frame_crop=crop)
+    assert result.predictions["label"].tolist() == ["a"]
+    expected = pad_and_resize(to_rgb(public_sets.tight_organism(2, 1)), DATA.cache_size, DATA.fill)
+    np.testing.assert_array_equal(classifier.seen[0][0], expected)

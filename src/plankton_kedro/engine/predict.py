@@ -22,6 +22,7 @@ import torch
 from .calibration import softmax
 from .data import normalise
 from .ensemble import combine
+from .frame_crop import FrameCrop
 from .scan import SkippedFile, decode_files
 from .stages import model_from_checkpoint
 from .training import resolve_device
@@ -99,8 +100,10 @@ def predict_files(
     workers: int = 2,
     with_embeddings: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    frame_crop: FrameCrop | None = None,
 ) -> PredictionResult:
-    """Classify every image of ``files`` (``(rel_path, bytes)``) batch by batch."""
+    """Classify every image of ``files`` (``(rel_path, bytes)``) batch by batch; with
+    ``frame_crop``, scale bars are removed first, as at ingestion of the training images."""
     started = time.perf_counter()
     rows, embedding_blocks, skipped = [], [], []
     decoded = decode_files(
@@ -109,6 +112,7 @@ def predict_files(
         fill=classifier.fill,
         workers=workers,
         layout="unlabelled",
+        frame_crop=frame_crop,
     )
     done = 0
     for chunk in _chunks(decoded, batch_size):

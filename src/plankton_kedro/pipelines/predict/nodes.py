@@ -32,12 +32,19 @@ def predict_images(
         workers=predict.workers,
         with_embeddings=predict.embeddings,
         progress=progress,
+        frame_crop=predict_images.frame_crop,
     )
     skipped = sorted([*predict_images.skipped, *result.skipped], key=lambda s: s.path)
     n = len(result.predictions)
     counts = class_counts(result.predictions, classifier.class_names)
     report = {
-        "source": {"location": str(predict_images.location), "name": predict_images.name},
+        "source": {
+            "location": str(predict_images.location),
+            "name": predict_images.name,
+            "frame_crop": None
+            if predict_images.frame_crop is None
+            else list(predict_images.frame_crop.templates),
+        },
         "model": {
             "kind": model.get("kind", "checkpoint"),
             "route": model.get("run", model.get("route")),
