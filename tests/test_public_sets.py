@@ -23,7 +23,7 @@ from . import public_sets
 
 DOCS = Path(__file__).parents[1] / "docs" / "datasets.md"
 DATA = DataParams(image_size=16, resize_ratio=0.8)
-INGESTION = IngestionParams(workers=1)
+INGESTION = IngestionParams(workers=2)
 
 
 def documented_entries() -> dict[str, dict]:
