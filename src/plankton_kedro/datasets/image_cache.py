@@ -2,24 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import uuid
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 from kedro.io import DatasetError
+from kedro.io.core import get_filepath_str
+
+from plankton_kedro.engine.shards import ShardedImages, write_shards
 
 from ._versioned import VersionedFileDataset
 
 
 class ImageCacheDataset(VersionedFileDataset):
-    """A ``(n, size, size, 3)`` uint8 array in ``.npy`` format, row i = manifest row i.
+    """A ``(n, size, size, 3)`` uint8 array, row i = manifest row i.
 
-    Local files load memory-mapped (read-only), so a cache larger than RAM still works and
-    loading costs nothing until images are read.
+    By default one ``.npy`` file; local files load memory-mapped (read-only), so a cache
+    larger than RAM still works and loading costs nothing until images are read.
+    With ``shard_size``, the path is a folder of ``.npy`` shards of that many images (see
+    :mod:`plankton_kedro.engine.shards`), read shard by shard in training and streamable
+    from any fsspec filesystem. Either kind loads whatever was saved.
     """
 
-    def load(self) -> np.ndarray:
+    def __init__(self, *, shard_size: int | None = None, **kwargs: Any) -> None:
+        if shard_size is not None and shard_size < 1:
+            raise DatasetError(f"shard_size must be a positive number of images, got {shard_size}")
+        self._shard_size = shard_size
+        super().__init__(**kwargs)
+
+    def load(self) -> np.ndarray | ShardedImages:
         path = self._load_path()
         try:
+            if self._fs.isdir(path):
+                return ShardedImages(path, self._fs)
             if self._protocol == "file":
                 return np.load(path, mmap_mode="r", allow_pickle=False)
             with self._fs.open(path, mode="rb") as stream:
@@ -27,11 +44,32 @@ class ImageCacheDataset(VersionedFileDataset):
         except (ValueError, OSError) as exc:
             raise DatasetError(f"{path} is not a readable image cache: {exc}") from exc
 
-    def save(self, data: np.ndarray) -> None:
-        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 4:
+    def save(self, data: np.ndarray | ShardedImages) -> None:
+        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
             shape = getattr(data, "shape", None)
             raise DatasetError(f"image cache must be a 4-d uint8 array, got {type(data)} {shape}")
-        self._write_atomically(lambda stream: np.save(stream, data, allow_pickle=False))
+        if self._shard_size is None:
+            self._write_atomically(
+                lambda stream: np.save(stream, np.asarray(data), allow_pickle=False)
+            )
+        else:
+            self._write_folder_atomically(
+                lambda open_file: write_shards(data, self._shard_size, open_file)
+            )
+
+    def _write_folder_atomically(self, write: Callable[[Callable[[str], IO[bytes]]], None]) -> None:
+        """``write(open_file)`` fills a temporary folder, renamed into place when complete."""
+        target = get_filepath_str(self._get_save_path(), self._protocol)
+        temporary = f"{target}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self._fs.makedirs(temporary, exist_ok=True)
+            write(lambda name: self._fs.open(f"{temporary}/{name}", mode="wb"))
+            self._fs.mv(temporary, target, recursive=True)
+        finally:
+            if self._fs.exists(temporary):
+                self._fs.rm(temporary, recursive=True)
+        self._fs.invalidate_cache(target)
 
     def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "format": "npy uint8 (n, size, size, 3)"}
+        layout = "one npy" if self._shard_size is None else f"npy shards of {self._shard_size}"
+        return {**super()._describe(), "format": f"uint8 (n, size, size, 3), {layout}"}

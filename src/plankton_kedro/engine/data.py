@@ -50,6 +50,12 @@ class CachedImages(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def read_blocks(self) -> np.ndarray | None:
+        """The shard of every item when the cache is sharded (so an epoch can read shard by
+        shard), else None."""
+        shard_of_row = getattr(self.images, "shard_of_row", None)
+        return None if shard_of_row is None else shard_of_row[self.indices]
+
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[Any, int]:
         """``(image, label)``; with ``augment_on_device`` a training image comes whole, as
         ``((image, crop_and_flips), label)`` for :func:`augment_batch` to apply on the GPU."""
@@ -105,6 +111,11 @@ class EpochSampler(Sampler):
     through the data like the paper's. With several ranks, each global batch of
     ``batch_size * world_size`` pairs is cut into one ``batch_size`` slice per rank, so the
     job sees the same global batches as one process with ``batch_size * world_size``.
+
+    With ``blocks`` (a block id per position, e.g. the shard holding it), each shuffle
+    visits the blocks in random order and shuffles within one block at a time, so a sharded
+    cache is read shard after shard; the order depends only on (seed, epoch, blocks), never
+    on where the pixels are stored.
     """
 
     def __init__(
@@ -117,8 +128,10 @@ class EpochSampler(Sampler):
         batch_size: int = 1,
         rank: int = 0,
         world_size: int = 1,
+        blocks: np.ndarray | None = None,
     ):
         self.dataset_size = dataset_size
+        self.groups = None if blocks is None else _positions_by_block(np.asarray(blocks))
         self.num_samples = num_samples
         self.seed, self.epoch = seed, epoch
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
@@ -129,13 +142,26 @@ class EpochSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         rounds = -(-self.num_samples // self.dataset_size)
-        order = np.concatenate([rng.permutation(self.dataset_size) for _ in range(rounds)])
+        order = np.concatenate([self._shuffle(rng) for _ in range(rounds)])
         sample_seeds = rng.integers(0, 2**63 - 1, size=self.num_samples)
         pairs = list(zip(order[: self.num_samples].tolist(), sample_seeds.tolist(), strict=True))
         step = self.batch_size * self.world_size
         mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         for start in range(0, self.num_samples, step):
             yield from pairs[start : start + step][mine]
+
+    def _shuffle(self, rng: np.random.Generator) -> np.ndarray:
+        if self.groups is None:
+            return rng.permutation(self.dataset_size)
+        blocks = rng.permutation(len(self.groups))
+        return np.concatenate([rng.permutation(self.groups[b]) for b in blocks])
+
+
+def _positions_by_block(blocks: np.ndarray) -> list[np.ndarray]:
+    """Positions grouped by block id (ascending ids, positions in order within each)."""
+    order = np.argsort(blocks, kind="stable")
+    _, starts = np.unique(blocks[order], return_index=True)
+    return np.split(order, starts[1:])
 
 
 def normalise(batch: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

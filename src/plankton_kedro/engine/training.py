@@ -241,6 +241,7 @@ def fit(
             batch_size=training.batch_size,
             rank=layout.rank,
             world_size=layout.world_size,
+            blocks=train_set.read_blocks(),
         )
         loader = DataLoader(
             train_set,

@@ -1,0 +1,136 @@
+"""The image cache: exact round trips, one file or shards, and identical batches either way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from kedro.io import DatasetError
+from kedro.io.core import Version
+from torch.utils.data import DataLoader
+
+from plankton_kedro.datasets.image_cache import ImageCacheDataset
+from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
+from plankton_kedro.engine.data import CachedImages, EpochSampler
+from plankton_kedro.engine.shards import ShardedImages, shard_layout
+from plankton_kedro.engine.stages import train_stage
+
+from .conftest import TINY_MODEL
+
+
+@pytest.fixture
+def images() -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 256, (50, 12, 12, 3), dtype=np.uint8)
+
+
+def test_single_file_cache_round_trips_exactly_and_loads_memory_mapped(tmp_path, images):
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "images.npy"))
+    dataset.save(images)
+    loaded = dataset.load()
+    assert isinstance(loaded, np.memmap) and not loaded.flags.writeable
+    np.testing.assert_array_equal(loaded, images)
+
+
+def test_sharded_cache_round_trips_exactly(tmp_path, images):
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "images"), shard_size=7)
+    dataset.save(images)
+    assert len(list((tmp_path / "images").glob("shard-*.npy"))) == 8  # ceil(50 / 7)
+    loaded = dataset.load()
+    assert isinstance(loaded, ShardedImages)
+    assert loaded.shape == images.shape and len(loaded) == 50 and loaded.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(loaded), images)
+    np.testing.assert_array_equal(loaded[17], images[17])
+    np.testing.assert_array_equal(loaded[-1], images[-1])
+    rows = np.array([3, 49, 0, 3])
+    np.testing.assert_array_equal(loaded[rows], images[rows])
+    np.testing.assert_array_equal(
+        loaded[images[:, 0, 0, 0] > 128], images[images[:, 0, 0, 0] > 128]
+    )
+
+
+def test_sharded_cache_streams_from_a_remote_filesystem(images):
+    dataset = ImageCacheDataset(filepath="memory://bench/images", shard_size=16)
+    dataset.save(images)
+    loaded = dataset.load()
+    assert not loaded.local
+    np.testing.assert_array_equal(np.asarray(loaded), images)
+
+
+def test_versioned_sharded_cache_loads_the_latest_version(tmp_path, images):
+    first = ImageCacheDataset(
+        filepath=str(tmp_path / "images"), shard_size=20, version=Version(None, "1")
+    )
+    first.save(images)
+    second = ImageCacheDataset(
+        filepath=str(tmp_path / "images"), shard_size=20, version=Version(None, "2")
+    )
+    second.save(images[::-1].copy())
+    latest = ImageCacheDataset(filepath=str(tmp_path / "images"), version=Version(None, None))
+    np.testing.assert_array_equal(np.asarray(latest.load()), images[::-1])
+    assert sorted(p.name for p in (tmp_path / "images").iterdir()) == ["1", "2"]
+
+
+def test_shards_are_random_samples_of_the_collection():
+    layout = shard_layout(100, 30)
+    assert [len(rows) for rows in layout] == [30, 30, 30, 10]
+    assert sorted(np.concatenate(layout).tolist()) == list(range(100))
+    assert not np.array_equal(layout[0], np.arange(30))  # not contiguous: class-sorted rows mix
+
+
+def test_bad_input_names_the_cache(tmp_path):
+    with pytest.raises(DatasetError, match="4-d uint8"):
+        ImageCacheDataset(filepath=str(tmp_path / "x.npy")).save(np.zeros((2, 4, 4), np.uint8))
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(DatasetError, match="broken.*not a readable image cache"):
+        ImageCacheDataset(filepath=str(tmp_path / "broken")).load()
+
+
+def _batches(cache, labels, rows, blocks) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    dataset = CachedImages(cache, labels, rows, 10, train=True)
+    sampler = EpochSampler(len(rows), 40, seed=5, epoch=2, batch_size=8, blocks=blocks)
+    return list(DataLoader(dataset, batch_size=8, sampler=sampler))
+
+
+def test_sharded_and_unsharded_caches_give_identical_batches(tmp_path, images):
+    labels, rows = np.arange(50) % 3, np.arange(0, 50, 2)  # a train split: every other row
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "images"), shard_size=10)
+    dataset.save(images)
+    sharded = dataset.load()
+    blocks = CachedImages(sharded, labels, rows, 10, train=True).read_blocks()
+    from_shards = _batches(sharded, labels, rows, blocks)
+    from_array = _batches(images, labels, rows, blocks)
+    assert len(from_shards) == 5
+    for (a, la), (b, lb) in zip(from_shards, from_array, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_an_epoch_reads_one_shard_after_another(tmp_path, images):
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "images"), shard_size=10)
+    dataset.save(images)
+    sharded = dataset.load()
+    rows = np.arange(50)
+    blocks = CachedImages(sharded, np.zeros(50), rows, 10, train=True).read_blocks()
+    order = [p for p, _ in EpochSampler(50, 50, seed=1, epoch=1, blocks=blocks)]
+    visited = sharded.shard_of_row[rows[order]]
+    changes = np.flatnonzero(np.diff(visited)) + 1
+    assert len(changes) == 4  # 5 shards, each visited once, in one stretch
+    assert sorted(order) == list(range(50))
+
+
+def test_training_on_a_sharded_cache(tmp_path, tiny_cache):
+    images, manifest = tiny_cache
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "images"), shard_size=16)
+    dataset.save(images)
+    checkpoint = train_stage(
+        dataset.load(),
+        manifest,
+        model=ModelParams(name=TINY_MODEL),
+        data=DataParams(image_size=16, resize_ratio=0.8),
+        training=TrainingParams(
+            max_epochs=1, max_updates_per_epoch=2, batch_size=8, state_dir=str(tmp_path / "s")
+        ),
+        route="test",
+        stage="pretraining",
+        backbone_init="scratch",
+    )
+    assert checkpoint["history"][0]["images_per_second"] > 0
