@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from kedro.io import DatasetError
 
+from ._previews import JSONPreview, checkpoint_preview
 from ._versioned import VersionedFileDataset
 
 REQUIRED_KEYS = ("state_dict", "model_name", "class_names", "image_size", "mean", "std", "fill")
@@ -46,6 +47,10 @@ class CheckpointDataset(VersionedFileDataset):
             raise DatasetError(f"checkpoint to save lacks {', '.join(missing)}")
         payload = {key: value for key, value in data.items() if key != "version"}
         self._write_atomically(lambda stream: torch.save(payload, stream))
+
+    def preview(self) -> JSONPreview:
+        """kedro-viz: model, classes, image size and best score of the latest version."""
+        return checkpoint_preview(self.load())
 
 
 def _required(checkpoint: dict[str, Any]) -> tuple[str, ...]:

@@ -31,6 +31,8 @@ from plankton_kedro.engine.scan import (
 )
 from plankton_kedro.engine.splits import split_from_lists
 
+from ._previews import TablePreview, image_source_preview
+
 __all__ = ["ImageSource", "ImageSourceDataset", "MergedImageSource", "SkippedFile"]
 
 ARCHIVE_SUFFIXES = {
@@ -280,6 +282,13 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
             return all(Path(path).expanduser().exists() for path in _expand_paths(self._path))
         except DatasetError:
             return False
+
+    def preview(self) -> TablePreview:
+        """kedro-viz: image files per class (and official split), from the listing alone."""
+        source = self.load()
+        parts = getattr(source, "parts", [source])
+        paths = [path for part in parts for path, _ in part._get_index().files]
+        return image_source_preview(paths, source.layout, source.exclude_classes)
 
 
 def _expand_paths(path: str | list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError, Version
 from kedro_datasets.json import JSONDataset
 
+from ._previews import JSONPreview, checkpoint_preview
 from .checkpoint import CheckpointDataset
 
 logger = logging.getLogger(__name__)
@@ -68,6 +70,17 @@ class PredictionModelDataset(AbstractDataset[None, dict]):
             model_version,
         )
         return None
+
+    def preview(self) -> JSONPreview:
+        """kedro-viz: the model ``predict`` would use now, with its "unknown" threshold."""
+        loaded = self.load()
+        summary = json.loads(checkpoint_preview(loaded["model"]))
+        calibration = loaded["calibration"] or {}
+        summary |= {
+            "temperature": calibration.get("temperature"),
+            "unknown_threshold": calibration.get("rejection_threshold"),
+        }
+        return JSONPreview(json.dumps(summary))
 
     def save(self, data: dict) -> None:
         raise DatasetError("PredictionModelDataset is read-only: it selects a trained model")

@@ -1,0 +1,90 @@
+"""What kedro-viz shows for our datasets: a checkpoint's identity, images per class.
+
+kedro-viz calls a dataset's ``preview()`` and renders the result by the name of its return
+annotation (``TablePreview``: a ``DataFrame.to_dict(orient="split")`` table, ``JSONPreview``:
+a JSON string), so the dataset methods stay one-liners around these functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+import pandas as pd
+from kedro_datasets._typing import JSONPreview, TablePreview
+
+from plankton_kedro.engine.scan import IMAGE_EXTENSIONS
+
+SPLIT_COLUMNS = ["train", "val", "test"]
+
+
+def checkpoint_preview(checkpoint: dict[str, Any]) -> JSONPreview:
+    """Model, classes, image size and best validation score of a checkpoint (or an ensemble's
+    members and weights), without the weights."""
+    if checkpoint.get("kind") == "ensemble":
+        summary = {
+            "kind": "ensemble",
+            "members": checkpoint.get("member_names"),
+            "models": [member.get("model_name") for member in checkpoint["members"]],
+            "weights": checkpoint["weights"],
+            "mode": checkpoint["mode"],
+        }
+    else:
+        summary = {
+            "model_name": checkpoint["model_name"],
+            "route": checkpoint.get("run", checkpoint.get("route")),
+            "stage": checkpoint.get("stage"),
+            "trained_on": checkpoint.get("dataset"),
+            "best_score": checkpoint.get("best_score"),
+            "selection_metric": checkpoint.get("selection_metric"),
+            "best_epoch": checkpoint.get("best_epoch"),
+            "epochs_run": len(checkpoint.get("history") or []),
+            "initial_weights": checkpoint.get("initial_weights"),
+        }
+    summary |= {
+        "image_size": checkpoint["image_size"],
+        "n_classes": len(checkpoint["class_names"]),
+        "class_names": list(checkpoint["class_names"]),
+        "version": checkpoint.get("version"),
+    }
+    return JSONPreview(json.dumps(summary))
+
+
+def manifest_preview(manifest: pd.DataFrame) -> TablePreview:
+    """Images per class and split of a manifest, with a total row."""
+    counts = pd.crosstab(manifest["label"], manifest["split"])
+    return _count_table(counts)
+
+
+def image_source_preview(
+    paths: Iterable[str], layout: str, exclude_classes: Sequence[str] = ()
+) -> TablePreview:
+    """Image files per class folder of a raw collection (by extension, before validation); per
+    official split too for the ``split_folders`` layout; one total for ``unlabelled``."""
+    rows = []
+    for path in paths:
+        parts = PurePosixPath(path).parts
+        if PurePosixPath(path).suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if layout == "split_folders" and len(parts) >= 3:
+            rows.append((parts[1], parts[0]))
+        elif layout == "imagefolder" and len(parts) >= 2:
+            rows.append((parts[0], "files"))
+        elif layout == "unlabelled":
+            rows.append(("(unlabelled)", "files"))
+    frame = pd.DataFrame(rows, columns=["label", "split"])
+    frame = frame[~frame["label"].isin(exclude_classes)]
+    return _count_table(pd.crosstab(frame["label"], frame["split"]))
+
+
+def _count_table(counts: pd.DataFrame) -> TablePreview:
+    columns = [c for c in SPLIT_COLUMNS if c in counts.columns]
+    columns += [c for c in counts.columns if c not in columns]
+    counts = counts[columns]
+    if len(columns) > 1:
+        counts["total"] = counts.sum(axis=1)
+    counts.loc["(all classes)"] = counts.sum(axis=0)
+    table = counts.rename_axis(index="label", columns=None).reset_index()
+    return TablePreview(table.to_dict(orient="split"))

@@ -1,0 +1,162 @@
+"""The summary that ends every `kedro run`: what was produced, headline metrics, where."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from plankton_kedro.hooks import SavedOutput, summary_lines
+
+from .demo_run import ROUTES, demo_project
+
+PROJECT = Path("/project")
+
+
+def saved(name: str, data=None, path: str | None = None) -> SavedOutput:
+    return SavedOutput(name, data, f"{PROJECT}/{path}" if path else None)
+
+
+def summary(*outputs: SavedOutput, pipelines=("two_stage",)) -> str:
+    lines = summary_lines(
+        pipelines=list(pipelines),
+        version="2026-01-01T00.00.00.000Z",
+        saved=list(outputs),
+        project=PROJECT,
+    )
+    return "\n".join(lines)
+
+
+def ingestion_report(name: str, images: int) -> dict:
+    return {"source": {"name": name}, "images": images, "classes": 3, "skipped_count": 1}
+
+
+def metrics(route: str, accuracy: float) -> dict:
+    return {
+        "run": route,
+        "accuracy": accuracy,
+        "f1_macro": 0.5,
+        "n_test": 80,
+        "model_name": "resnet18",
+        "dataset": "uvp6",
+    }
+
+
+def test_ingestion_run_lists_the_sets_and_where_their_files_are():
+    text = summary(
+        saved(
+            "source_ingestion_report",
+            ingestion_report("ndsb", 30336),
+            "data/08_reporting/source/ingestion_report.json",
+        ),
+        saved("source_manifest", None, "data/03_primary/source/manifest.parquet"),
+        saved("source.records"),
+        pipelines=["ingestion"],
+    )
+    assert text.splitlines()[0] == "Run summary (ingestion):"
+    assert "ingested: ndsb 30336 images, 3 classes, 1 files skipped" in text
+    assert "outputs (version 2026-01-01T00.00.00.000Z" in text
+    assert "data/03_primary/: source/manifest.parquet" in text
+    assert "data/08_reporting/: source/ingestion_report.json" in text
+    assert "records" not in text  # in-memory entries have no file
+
+
+def test_route_run_names_the_trained_stages_and_the_test_metrics():
+    checkpoint = {
+        "run": "two_stage",
+        "stage": "fine_tuning",
+        "model_name": "resnet18",
+        "dataset": "uvp6",
+        "selection_metric": "accuracy",
+        "best_score": 0.9,
+        "best_epoch": 4,
+    }
+    text = summary(
+        saved("two_stage.target_model", checkpoint, "data/06_models/two_stage/target_model.pt"),
+        saved(
+            "two_stage.metrics",
+            metrics("two_stage", 0.875),
+            "data/08_reporting/two_stage/metrics.json",
+        ),
+    )
+    assert (
+        "trained: two_stage/fine_tuning resnet18 on uvp6, best val accuracy 0.9000 @ epoch 4"
+        in text
+    )
+    assert "two_stage: accuracy 0.8750 · f1_macro 0.5000 · n_test 80 · resnet18 on uvp6" in text
+    assert "data/06_models/: two_stage/target_model.pt" in text
+
+
+def test_compare_shows_each_route_over_seeds_and_counts_many_outputs():
+    stats = {
+        "accuracy": {"mean": 0.8, "std": 0.01, "n": 3},
+        "f1_macro": {"mean": 0.7, "std": 0.02, "n": 3},
+    }
+    checkpoints = [
+        saved(
+            f"two_stage_seed{s}.target_model",
+            {
+                "run": "r",
+                "stage": "fine_tuning",
+                "model_name": "m",
+                "dataset": "d",
+                "best_score": 1.0,
+                "best_epoch": 1,
+            },
+            f"data/06_models/two_stage_seed{s}/target_model.pt",
+        )
+        for s in range(9)
+    ]
+    text = summary(
+        *checkpoints,
+        saved("two_stage_seed1.metrics", metrics("two_stage_seed1", 0.8)),
+        saved("route_summary", {"two_stage": stats}),
+        pipelines=["compare"],
+    )
+    assert "trained: 9 checkpoints (9 fine_tuning)" in text
+    assert "two_stage: accuracy 0.8000 ± 0.0100 · f1_macro 0.7000 ± 0.0200 · 3 seeds" in text
+    assert "two_stage_seed1: accuracy" not in text  # the table over seeds replaces each run
+    assert "and 3 more" in text
+
+
+def test_ensembling_predict_and_download_runs_say_what_they_produced():
+    ensemble = {
+        "members": {"vit_s1": {}, "convnext": {}},
+        "selected_on": "val",
+        "ensemble": {"test": {"accuracy": 0.9, "f1_macro": 0.8, "n_test": 80}},
+    }
+    prediction = {
+        "source": {"name": "cast_12"},
+        "model": {"kind": "checkpoint", "route": "two_stage", "model_name": "resnet18"},
+        "images": 30,
+        "unknown": 2,
+        "skipped_count": 1,
+    }
+    download = {"ndsb": {"path": "data/01_raw/ndsb.zip", "bytes": 1234, "verified": True}}
+    text = summary(
+        saved("ensemble_report", ensemble),
+        saved("prediction_report", prediction),
+        saved("download_report", download),
+    )
+    assert "ensemble of vit_s1, convnext (chosen on val): accuracy 0.9000" in text
+    assert (
+        "predicted: 30 images of cast_12 with two_stage (resnet18), 2 unknown, 1 files skipped"
+        in text
+    )
+    assert "downloaded: ndsb -> data/01_raw/ndsb.zip (1,234 bytes, SHA-256 verified)" in text
+
+
+def test_a_run_that_saved_nothing_says_so():
+    assert "nothing was saved" in summary(pipelines=["download"])
+
+
+@pytest.mark.slow
+def test_a_real_run_ends_with_the_summary_of_all_three_routes(tmp_path_factory):
+    log = (demo_project(tmp_path_factory) / "run.log").read_text()
+    text = log[log.index("Run summary (") :]
+    assert "ingested: demo_source 1200 images" in text and "demo_target 400 images" in text
+    for route in ROUTES:
+        assert f"trained: {route}/fine_tuning" in text
+        assert f"    {route}: accuracy" in text
+    assert "trained: out_of_domain/pretraining" not in text
+    assert "data/06_models/: " in text and "data/08_reporting/: " in text

@@ -1,0 +1,211 @@
+"""kedro-viz: layers on every dataset, previews of our datasets, and the static site in a
+headless browser (Debian's ``chromium``; the browser test is skipped without it)."""
+
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import threading
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from kedro.framework.project import pipelines
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from plankton_kedro.datasets import CheckpointDataset, ImageSourceDataset, ManifestDataset
+
+from .conftest import PROJECT_ROOT
+from .demo_run import demo_project, run_kedro
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+
+# --- previews of the project's datasets ------------------------------------------------------
+
+
+def test_checkpoint_preview_shows_model_classes_image_size_and_best_score(tmp_path):
+    dataset = CheckpointDataset(filepath=str(tmp_path / "model.pt"))
+    dataset.save(
+        {
+            "state_dict": {"w": torch.zeros(2)},
+            "model_name": "resnet18",
+            "class_names": ["copepod", "diatom"],
+            "image_size": 64,
+            "mean": [0.5] * 3,
+            "std": [0.5] * 3,
+            "fill": 255,
+            "run": "two_stage",
+            "stage": "fine_tuning",
+            "best_score": 0.9,
+            "best_epoch": 3,
+            "history": [{}, {}, {}, {}],
+        }
+    )
+    preview = json.loads(dataset.preview())
+    assert preview["model_name"] == "resnet18" and preview["route"] == "two_stage"
+    assert preview["class_names"] == ["copepod", "diatom"] and preview["n_classes"] == 2
+    assert preview["image_size"] == 64
+    assert (preview["best_score"], preview["best_epoch"], preview["epochs_run"]) == (0.9, 3, 4)
+    assert "state_dict" not in preview
+
+
+def test_manifest_preview_counts_images_per_class_and_split(tmp_path):
+    manifest = pd.DataFrame(
+        {"label": ["a", "a", "a", "b", "b"], "split": ["train", "train", "test", "val", "train"]}
+    )
+    dataset = ManifestDataset(filepath=str(tmp_path / "manifest.parquet"))
+    dataset.save(manifest)
+    preview = dataset.preview()
+    assert preview["columns"] == ["label", "train", "val", "test", "total"]
+    assert preview["data"] == [["a", 2, 0, 1, 3], ["b", 1, 1, 0, 2], ["(all classes)", 3, 1, 1, 5]]
+
+
+def test_image_source_preview_counts_image_files_per_class_without_decoding(tmp_path):
+    archive = tmp_path / "survey.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("top/copepod/1.png", "top/copepod/2.jpg", "top/diatom/1.tif"):
+            zf.writestr(name, b"not decoded by the preview")
+        zf.writestr("top/diatom/notes.txt", b"not an image")
+        zf.writestr("top/detritus/1.png", b"excluded")
+    dataset = ImageSourceDataset(path=str(archive), exclude_classes=["detritus"])
+    preview = dataset.preview()
+    assert preview["columns"] == ["label", "files"]
+    assert preview["data"] == [["copepod", 2], ["diatom", 1], ["(all classes)", 3]]
+
+    folders = tmp_path / "official"
+    for split, label in (("train", "a"), ("train", "a"), ("test", "b")):
+        (folders / split / label).mkdir(parents=True, exist_ok=True)
+        (folders / split / label / f"{len(list(folders.rglob('*.png')))}.png").write_bytes(b"x")
+    preview = ImageSourceDataset(path=str(folders), layout="split_folders").preview()
+    assert preview["columns"] == ["label", "train", "test", "total"]
+    assert preview["data"][-1] == ["(all classes)", 2, 1, 3]
+
+
+def test_every_dataset_of_every_pipeline_has_a_kedro_viz_layer():
+    bootstrap_project(PROJECT_ROOT)
+    with KedroSession.create(project_path=PROJECT_ROOT) as session:
+        catalog = session.load_context().catalog
+        missing = {
+            (name, dataset)
+            for name, pipeline in pipelines.items()
+            for dataset in pipeline.datasets()
+            if not dataset.startswith("params:")
+            and dataset != "parameters"
+            and not _layer(catalog.config_resolver.resolve_pattern(dataset))
+        }
+    assert not missing, sorted(missing)
+
+
+def _layer(config: dict) -> str | None:
+    return ((config.get("metadata") or {}).get("kedro-viz") or {}).get("layer")
+
+
+# --- the static site of a demo run ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def viz_site(tmp_path_factory) -> Path:
+    """``kedro viz build --include-previews`` in a project copy after a demo run."""
+    project = demo_project(tmp_path_factory)
+    result = run_kedro(project, "viz", "build", "--include-previews")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return project / "build"
+
+
+def _api_node(site: Path, pipeline: str, name: str) -> tuple[dict, dict]:
+    graph = json.loads((site / "api" / "pipelines" / pipeline).read_text())
+    node = next(n for n in graph["nodes"] if n["name"] == name)
+    return node, json.loads((site / "api" / "nodes" / node["id"]).read_text())
+
+
+@pytest.mark.slow
+def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(viz_site):
+    graph = json.loads((viz_site / "api" / "pipelines" / "two_stage").read_text())
+    assert graph["layers"][:2] == ["raw", "intermediate"] and "reporting" in graph["layers"]
+    assert {"source", "target", "two_stage"} <= set(graph["modular_pipelines"])
+    expected = {
+        "two_stage.metrics": "JSONPreview",
+        "two_stage.confusion_matrix": "ImagePreview",
+        "two_stage.target_model": "JSONPreview",
+        "target_manifest": "TablePreview",
+        "target_images": "TablePreview",
+    }
+    for name, preview_type in expected.items():
+        _, details = _api_node(viz_site, "two_stage", name)
+        assert details["preview_type"] == preview_type and details["preview"], name
+    _, model = _api_node(viz_site, "two_stage", "two_stage.target_model")
+    assert {"model_name", "class_names", "image_size", "best_score"} <= set(
+        json.loads(model["preview"])
+    )
+    # Scripts and styles are local files: only an optional web font points elsewhere.
+    page = (viz_site / "index.html").read_text()
+    assert not re.search(r'<script[^>]+src="https?://', page)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
+def test_two_stage_flowchart_and_metrics_preview_render_offline_in_chromium(viz_site, tmp_path):
+    metrics_node, metrics = _api_node(viz_site, "two_stage", "two_stage.metrics")
+    accuracy = json.loads(metrics["preview"])["accuracy"]
+    handler = functools.partial(_QuietHandler, directory=str(viz_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/?pid=two_stage&sid={metrics_node['id']}"
+    screenshot = tmp_path / "kedro-viz-two_stage.png"
+    try:
+        dom = _chromium(tmp_path, "--dump-dom", url).stdout
+        _chromium(tmp_path, f"--screenshot={screenshot}", url)
+    finally:
+        server.shutdown()
+        server.server_close()
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(screenshot, ARTIFACTS / screenshot.name)
+
+    assert 'class="pipeline-flowchart' in dom
+    flowchart = set(re.findall(r'data-node-fullname="([^"]+)"', dom))
+    # Namespaces start collapsed: the route and the two ingested sets are one node each.
+    assert {"source", "target", "two_stage", "target_images", "target_manifest"} <= flowchart
+    panel = dom[dom.index('class="pipeline-json') :]
+    text = re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", panel)))
+    assert f'"accuracy":{accuracy}' in text and '"f1_macro":' in text
+    assert screenshot.stat().st_size > 10_000
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _chromium(tmp_path: Path, action: str, url: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with a fresh profile that cannot reach any host but 127.0.0.1."""
+    profile = tmp_path / f"profile-{action.split('=')[0].strip('-')}"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--window-size=1600,1000",
+        "--hide-scrollbars",
+        "--virtual-time-budget=15000",
+        action,
+        url,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
