@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +15,7 @@ from torch.utils.data import DataLoader
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
 from plankton_kedro.engine.data import CachedImages, EpochSampler
+from plankton_kedro.engine.scan import _NpySpool
 from plankton_kedro.engine.shards import ShardedImages, shard_layout
 from plankton_kedro.engine.stages import train_stage
 
@@ -134,3 +138,19 @@ def test_training_on_a_sharded_cache(tmp_path, tiny_cache):
         backbone_init="scratch",
     )
     assert checkpoint["history"][0]["images_per_second"] > 0
+
+
+def test_a_spooled_scan_is_saved_by_a_link_not_a_copy(tmp_path, images):
+    spool = _NpySpool(tmp_path, 12)
+    spool.write(images.tobytes())
+    spooled = spool.mapped(len(images))
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "cache" / "images.npy"))
+    dataset.save(spooled)
+    saved = tmp_path / "cache" / "images.npy"
+    assert saved.stat().st_ino == Path(spooled.filename).stat().st_ino
+    np.testing.assert_array_equal(dataset.load(), images)
+    dataset.save(spooled[::-1])  # a view is copied, never linked
+    np.testing.assert_array_equal(dataset.load(), images[::-1])
+    del spooled
+    gc.collect()
+    assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # the spool's name is gone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,8 @@ class ImageCacheDataset(VersionedFileDataset):
             shape = getattr(data, "shape", None)
             raise DatasetError(f"image cache must be a 4-d uint8 array, got {type(data)} {shape}")
         if self._shard_size is None:
+            if self._link_whole_file(data):
+                return
             self._write_atomically(
                 lambda stream: np.save(stream, np.asarray(data), allow_pickle=False)
             )
@@ -56,6 +59,28 @@ class ImageCacheDataset(VersionedFileDataset):
             self._write_folder_atomically(
                 lambda open_file: write_shards(data, self._shard_size, open_file)
             )
+
+    def _link_whole_file(self, data: np.ndarray) -> bool:
+        """Save a memory map of a whole local ``.npy`` file (the ingestion spool) by a hard
+        link, without copying a byte; False when ``data`` is anything else."""
+        filename = getattr(data, "filename", None)
+        whole_map = isinstance(data, np.memmap) and isinstance(data.base, mmap.mmap)
+        if self._protocol != "file" or not whole_map or not filename:  # views are copied
+            return False
+        try:
+            on_disk = np.load(filename, mmap_mode="r", allow_pickle=False)
+            if on_disk.shape != data.shape or on_disk.offset != data.offset:
+                return False
+            target = get_filepath_str(self._get_save_path(), self._protocol)
+            temporary = f"{target}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._fs.makedirs(os.path.dirname(target), exist_ok=True)
+            os.link(filename, temporary)
+        except (OSError, ValueError):  # gone, another filesystem, no hard links: copy
+            return False
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+        self._fs.invalidate_cache(target)
+        return True
 
     def _write_folder_atomically(self, write: Callable[[Callable[[str], IO[bytes]]], None]) -> None:
         """``write(open_file)`` fills a temporary folder, renamed into place when complete."""

@@ -7,10 +7,12 @@ Plain library code: the source is duck-typed (anything with `iter_files()`, `lis
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import struct
 import tempfile
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -112,7 +114,7 @@ def scan_images(
     `progress` is called after each file with the number of files handled so far. With
     `workers` > 1 files are decoded in that many processes; results and order are the same
     as with one.
-    With `spool_dir`, pixels go to an anonymous temporary file there as they are decoded and
+    With `spool_dir`, pixels go to a temporary ``.npy`` file there as they are decoded and
     come back memory-mapped, so a collection larger than memory can be ingested.
     `layout` (see LAYOUTS) says where labels and official splits are; images of the classes
     in `exclude_classes` (exact names) are left out and counted per class. `parted`: paths
@@ -124,7 +126,7 @@ def scan_images(
     rows: list[dict[str, Any]] = []
     rejected: list[SkippedFile] = []
     # the returned memory map keeps the (already unlinked) file open: no context manager
-    spool = tempfile.TemporaryFile(dir=spool_dir) if spool_dir is not None else None  # noqa: SIM115
+    spool = _NpySpool(spool_dir, size) if spool_dir is not None else None
     in_memory: list[np.ndarray] = []
     decoded = decode_files(
         source.iter_files(),
@@ -152,7 +154,7 @@ def scan_images(
     skipped = sorted([*source.skipped, *rejected], key=lambda item: item.path)
     return ScanResult(
         records=_records(rows),
-        images=_stack(in_memory, size) if spool is None else _mapped(spool, len(rows), size),
+        images=_stack(in_memory, size) if spool is None else spool.mapped(len(rows)),
         skipped=skipped,
         empty_classes=_empty_classes(
             source.list_dirs(), rejected, labels | excluded_names, layout, parted
@@ -162,12 +164,49 @@ def scan_images(
     )
 
 
-def _mapped(spool, count: int, size: int) -> np.ndarray:
-    """The spooled pixels as a read-only memory map (the file vanishes when it is released)."""
-    spool.flush()
-    if count == 0:
-        return np.empty((0, size, size, 3), dtype=np.uint8)
-    return np.memmap(spool, dtype=np.uint8, mode="r", shape=(count, size, size, 3))
+def _remove(path: str) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+class _NpySpool:
+    """Decoded pixels appended to a ``.spool-*.npy`` file in `folder`, returned memory-mapped.
+
+    The file is a finished ``.npy`` cache: ImageCacheDataset saves it with a hard link
+    instead of a copy (no second pass over the pixels, no second copy on disk, which for a
+    0.5 TB cache matters). Its name is removed once the memory map is released, or at exit.
+    """
+
+    HEADER_BYTES = 128  # fixed, so the final count can be written over the placeholder
+
+    def __init__(self, folder: str | Path, size: int):
+        self.size = size
+        self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in `mapped`)
+            dir=folder, prefix=".spool-", suffix=".npy", delete=False
+        )
+        self._cleanup = weakref.finalize(self, _remove, self.file.name)
+        self.file.write(self._header(0))
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def mapped(self, count: int) -> np.ndarray:
+        """The pixels as a read-only memory map of the finished ``.npy`` file."""
+        self.file.seek(0)
+        self.file.write(self._header(count))
+        self.file.close()
+        self._cleanup.detach()
+        if count == 0:
+            _remove(self.file.name)
+            return np.empty((0, self.size, self.size, 3), dtype=np.uint8)
+        images = np.load(self.file.name, mmap_mode="r", allow_pickle=False)
+        weakref.finalize(images, _remove, self.file.name)
+        return images
+
+    def _header(self, count: int) -> bytes:
+        shape = (count, self.size, self.size, 3)
+        header = repr({"descr": "|u1", "fortran_order": False, "shape": shape})
+        body = header.ljust(self.HEADER_BYTES - 11).encode("latin1") + b"\n"
+        return np.lib.format.magic(1, 0) + struct.pack("<H", len(body)) + body
 
 
 def decode_files(
