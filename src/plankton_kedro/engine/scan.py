@@ -6,6 +6,7 @@ Plain library code: the source is duck-typed (anything with `iter_files()`, `lis
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import struct
@@ -308,15 +309,22 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
     if workers == 1:
         yield from map(fn, items)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        pending: deque = deque()
-        iterator = iter(items)
-        while chunk := list(islice(iterator, CHUNK_FILES)):
-            pending.append(pool.submit(_map_chunk, fn, chunk))
-            if len(pending) >= 2 * workers:
+    # Objects that exist before the fork are frozen out of the collector while the workers
+    # run: a collection would write to their pages, which parent and workers share
+    # copy-on-write, and copy them (a parent holding torch and Kedro has many).
+    gc.freeze()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
+            pending: deque = deque()
+            iterator = iter(items)
+            while chunk := list(islice(iterator, CHUNK_FILES)):
+                pending.append(pool.submit(_map_chunk, fn, chunk))
+                if len(pending) >= 2 * workers:
+                    yield from pending.popleft().result()
+            while pending:
                 yield from pending.popleft().result()
-        while pending:
-            yield from pending.popleft().result()
+    finally:
+        gc.unfreeze()
 
 
 CHUNK_FILES = 32  # files per task sent to a decoding process
