@@ -16,11 +16,13 @@ and once for the data set:
       processes) against a single-core PIL loop reading the same archive (decode, pad,
       resize).
 
-Training throughput is the median over epochs after the first (warm-up) of images/s as the
-engine logs it (training steps only; validation and start-up are reported apart). All torch
-work runs on ``--threads`` intra-op threads on both sides of every ratio.
+Training throughput is images/s as the engine logs it per epoch (training steps only;
+validation and session start-up are reported apart), the fastest epoch after the first
+(warm-up) of each run: other processes can only slow an epoch down. Ratios are per repeat,
+then the median over repeats. All torch work runs on ``--threads`` intra-op threads on both
+sides of every ratio; the PIL loop is one process, ingestion ``--workers`` processes.
 
-    python benchmarks/throughput.py                                # NDSB, resnet18 + efficientnet_b0
+    python benchmarks/throughput.py        # NDSB from ../shared, resnet18 + efficientnet_b0
     python benchmarks/throughput.py --models test_efficientnet --image-size 24 --batch 8 \\
         --steps 2 --epochs 2 --repeats 1 --limit 200 --data data/01_raw/demo_source.zip
 """
@@ -28,6 +30,7 @@ work runs on ``--threads`` intra-op threads on both sides of every ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -117,10 +120,8 @@ class PeakMemory:
     kernel's high-water mark, reset on entry; elsewhere the process's peak so far)."""
 
     def __enter__(self) -> PeakMemory:
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
         return self
 
     def __exit__(self, *exc) -> None:
@@ -142,8 +143,9 @@ def median(values: list[float]) -> float:
 
 
 def steady_rate(rates: list[float]) -> float:
-    """Median images/s over epochs after the first (warm-up); the only one if just one."""
-    return median(rates[1:] or rates)
+    """The fastest epoch after the first (warm-up): other processes on the machine can only
+    slow an epoch down, so the fastest is the closest to what the code itself allows."""
+    return max(rates[1:] or rates)
 
 
 # --- (d) ingestion --------------------------------------------------------------------------
@@ -427,10 +429,13 @@ def measure_model(
             count = min(args.predict_images, len(cache))
             rows = np.arange(count)
             bare_forward(net, args, min(count, args.eval_batch))  # warm-up
-            with PeakMemory() as memory:
-                row["bare_forward"] = bare_forward(net, args, count)
-            with PeakMemory() as predict_memory:
-                row["predict"] = engine_predict(net, args, cache, rows)
+            bare_rates, predict_rates = [], []
+            for _ in range(2):  # alternated, fastest of each (as for training epochs)
+                with PeakMemory() as memory:
+                    bare_rates.append(bare_forward(net, args, count))
+                with PeakMemory() as predict_memory:
+                    predict_rates.append(engine_predict(net, args, cache, rows))
+            row["bare_forward"], row["predict"] = max(bare_rates), max(predict_rates)
             row["bare_forward_peak_mib"], row["predict_peak_mib"] = memory.mib, predict_memory.mib
             row["predict/bare"] = row["predict"] / row["bare_forward"]
         result["repeats"].append(row)
@@ -451,43 +456,46 @@ def measure_model(
 def report(ingestion: dict, models: list[dict], args: argparse.Namespace) -> list[str]:
     """The summary table, one ratio per line with its target."""
     lines = [
-        f"plankton-kedro throughput · {args.data.name} · {args.image_size} px · batch {args.batch} "
-        f"· device {args.device} · {args.precision} · {args.threads} torch threads · "
-        f"median of {args.repeats} repeats",
-    ]
-    lines += [
+        f"plankton-kedro throughput · {args.data.name} · {args.image_size} px · batch "
+        f"{args.batch} · device {args.device} · {args.precision} · {args.threads} torch "
+        f"threads · median of {args.repeats} repeats",
         f"(d) ingestion: {ingestion['files']} files ({ingestion['images']} images, cache "
         f"{ingestion['cache_size']} px), {ingestion['workers']} worker processes",
-        f"    single-core PIL    {ingestion['pil']:8.0f} files/s   peak {ingestion['pil_peak_mib']:.0f} MiB",
-        f"    ingestion          {ingestion['ingestion']:8.0f} files/s   peak "
-        f"{ingestion['ingestion_peak_mib']:.0f} MiB (main process)",
-        f"    ratio ingestion/PIL {ingestion['ratio']:.2f}  (target >= {TARGETS['ingestion/PIL']})"
-        f"  {_verdict(ingestion['ratio'], TARGETS['ingestion/PIL'])}",
+        _row("single-core PIL", ingestion["pil"], "files/s", ingestion["pil_peak_mib"]),
+        _row("ingestion", ingestion["ingestion"], "files/s", ingestion["ingestion_peak_mib"])
+        + " (main process)",
+        "    " + _ratio("ingestion/PIL", ingestion["ratio"]),
     ]
     for m in models:
         lines.append(f"{m['model']}:")
         if "bare" in m:
             lines += [
-                f"    (a) bare loop      {m['bare']:8.1f} img/s   peak {m['bare_peak_mib']:.0f} MiB",
-                f"    (b) engine         {m['engine']:8.1f} img/s   peak {m['engine_peak_mib']:.0f} MiB"
-                f"   b/a {m['engine/bare']:.3f}",
-                f"    (c) kedro node     {m['kedro']:8.1f} img/s   peak {m['kedro_peak_mib']:.0f} MiB"
-                f"   c/a {m['kedro/bare']:.3f}  (target >= {TARGETS['kedro/bare']})  "
-                f"{_verdict(m['kedro/bare'], TARGETS['kedro/bare'])}"
-                f"   [whole session {m['kedro_session_seconds']:.1f} s]",
+                _row("(a) bare loop", m["bare"], "img/s", m["bare_peak_mib"]),
+                _row("(b) engine", m["engine"], "img/s", m["engine_peak_mib"])
+                + f"   b/a {m['engine/bare']:.3f}",
+                _row("(c) kedro node", m["kedro"], "img/s", m["kedro_peak_mib"])
+                + "   "
+                + _ratio("c/a", m["kedro/bare"], "kedro/bare")
+                + f"   [whole session {m['kedro_session_seconds']:.1f} s]",
             ]
         if "predict" in m:
             lines += [
-                f"    bare forward       {m['bare_forward']:8.1f} img/s   peak {m['bare_forward_peak_mib']:.0f} MiB",
-                f"    (e) predict        {m['predict']:8.1f} img/s   peak {m['predict_peak_mib']:.0f} MiB"
-                f"   e/bare {m['predict/bare']:.3f}  (target >= {TARGETS['predict/bare']})  "
-                f"{_verdict(m['predict/bare'], TARGETS['predict/bare'])}",
+                _row("bare forward", m["bare_forward"], "img/s", m["bare_forward_peak_mib"]),
+                _row("(e) predict", m["predict"], "img/s", m["predict_peak_mib"])
+                + "   "
+                + _ratio("e/bare", m["predict/bare"], "predict/bare"),
             ]
     return lines
 
 
-def _verdict(value: float, target: float) -> str:
-    return "OK" if value >= target else "BELOW TARGET"
+def _row(label: str, rate: float, unit: str, peak_mib: float) -> str:
+    return f"    {label:<18} {rate:8.1f} {unit}   peak {peak_mib:.0f} MiB"
+
+
+def _ratio(label: str, value: float, target_name: str | None = None) -> str:
+    target = TARGETS[target_name or label]
+    verdict = "OK" if value >= target else "BELOW TARGET"
+    return f"{label} {value:.3f}  (target >= {target})  {verdict}"
 
 
 def main(argv: list[str] | None = None) -> int:
