@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
 from kedro.framework.hooks import hook_impl
 
-from plankton_kedro.engine.model import check_imagenet_weights
+from plankton_kedro.engine.model import WeightsUnavailableError, check_imagenet_weights
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,10 @@ class PreflightHooks:
             return
         model = catalog.load("params:model")
         if model.pretrained == "imagenet":
-            tag = check_imagenet_weights(model.name)
+            try:
+                tag = check_imagenet_weights(model.name)
+            except WeightsUnavailableError as exc:  # a message for the user, not a traceback
+                raise click.ClickException(str(exc)) from None
             logger.info("ImageNet weights for %s available: %s", model.name, tag)
 
 
