@@ -11,11 +11,15 @@ from typing import Any
 import click
 from kedro.framework.hooks import hook_impl
 
+from plankton_kedro.engine.download import DownloadError
 from plankton_kedro.engine.model import WeightsUnavailableError, check_imagenet_weights
+from plankton_kedro.engine.resume import ResumeMismatchError
+from plankton_kedro.engine.stages import StageInputError
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG
 
 logger = logging.getLogger(__name__)
 
+USER_ERRORS = (StageInputError, ResumeMismatchError, DownloadError, WeightsUnavailableError)
 MAX_LISTED = 6  # longer lists are counted, not named
 CHECKPOINT_FIELDS = (
     "kind",
@@ -45,6 +49,16 @@ class PreflightHooks:
             except WeightsUnavailableError as exc:  # a message for the user, not a traceback
                 raise click.ClickException(str(exc)) from None
             logger.info("ImageNet weights for %s available: %s", model.name, tag)
+
+
+class UserErrorHooks:
+    """A node failing on bad input or settings (wrong image size, no network, a resume that
+    does not match) ends the run with its message, not a traceback through Kedro's runner."""
+
+    @hook_impl
+    def on_node_error(self, error: Exception, node) -> None:
+        if isinstance(error, USER_ERRORS):
+            raise click.ClickException(f"{node.name}: {error}") from None
 
 
 class RunSummaryHooks:

@@ -2,7 +2,7 @@
 
 import warnings
 
-from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks
+from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks, UserErrorHooks
 
 # Kedro 1.7 still calls an OmegaConf API that OmegaConf 2.4 deprecates; the warning is
 # about Kedro's code, not the project's, and repeats on every run.
@@ -10,7 +10,7 @@ warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is depreca
 # The comparison and ensemble nodes read outputs of several route namespaces on purpose.
 warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters")
 
-HOOKS = (PreflightHooks(), RunSummaryHooks())
+HOOKS = (PreflightHooks(), UserErrorHooks(), RunSummaryHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

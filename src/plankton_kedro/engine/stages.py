@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,6 +246,7 @@ def predict_splits(
         rows = np.flatnonzero(manifest["split"].to_numpy() == split)
         if len(rows) == 0:
             raise StageInputError(f"{_dataset_name(manifest)} has no images in the {split} split")
+        started = time.perf_counter()
         result = predict(
             net,
             CachedImages(images, labels, rows, checkpoint["image_size"], train=False),
@@ -254,6 +256,13 @@ def predict_splits(
             device,
             with_embeddings=True,
             with_backbone_features=backbone_features,
+        )
+        logger.info(
+            "%s: %s split predicted (%d images, %.0f img/s)",
+            checkpoint.get("run", checkpoint.get("route")),
+            split,
+            len(rows),
+            len(rows) / max(time.perf_counter() - started, 1e-9),
         )
         outputs[split] = {
             "rel_path": manifest["rel_path"].iloc[rows].tolist(),
