@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 import pytest
+from kedro.pipeline import node
 
-from plankton_kedro.hooks import SavedOutput, summary_lines
+from plankton_kedro.engine.stages import StageInputError
+from plankton_kedro.hooks import SavedOutput, UserErrorHooks, summary_lines
 
 from .demo_run import ROUTES, demo_project
 
@@ -160,3 +163,16 @@ def test_a_real_run_ends_with_the_summary_of_all_three_routes(tmp_path_factory):
         assert f"    {route}: accuracy" in text
     assert "trained: out_of_domain/pretraining" not in text
     assert "data/06_models/: " in text and "data/08_reporting/: " in text
+
+
+def test_input_errors_end_the_run_with_the_message_and_other_errors_keep_their_traceback():
+    failed = node(
+        lambda cache: cache,
+        "cache",
+        "predictions",
+        name="predict_target_splits",
+        namespace="two_stage",
+    )
+    with pytest.raises(click.ClickException, match=r"^two_stage.predict_target_splits: the image"):
+        UserErrorHooks().on_node_error(StageInputError("the image cache holds 27 px"), failed)
+    UserErrorHooks().on_node_error(KeyError("a bug"), failed)  # re-raised by Kedro itself
