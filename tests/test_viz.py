@@ -130,6 +130,9 @@ def _api_node(site: Path, pipeline: str, name: str) -> tuple[dict, dict]:
 
 @pytest.mark.slow
 def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(viz_site):
+    bootstrap_project(PROJECT_ROOT)
+    rendered = {path.name for path in (viz_site / "api" / "pipelines").iterdir()}
+    assert rendered == set(pipelines)  # every registered pipeline, __default__ included
     graph = json.loads((viz_site / "api" / "pipelines" / "two_stage").read_text())
     assert graph["layers"][:2] == ["raw", "intermediate"] and "reporting" in graph["layers"]
     assert {"source", "target", "two_stage"} <= set(graph["modular_pipelines"])
