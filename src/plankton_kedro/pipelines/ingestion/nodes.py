@@ -196,10 +196,12 @@ class _ProgressLog:
     """Logs ingestion progress at most every 5 seconds."""
 
     def __init__(self, name: str, every_seconds: float = 5.0):
-        self.name, self.every, self.last = name, every_seconds, time.perf_counter()
+        self.name, self.every = name, every_seconds
+        self.started = self.last = time.perf_counter()
 
     def __call__(self, done: int) -> None:
         now = time.perf_counter()
         if now - self.last >= self.every:
             self.last = now
-            logger.info("%s: %d files read …", self.name, done)
+            rate = done / (now - self.started)
+            logger.info("%s: %d files read · %.0f files/s …", self.name, done, rate)
