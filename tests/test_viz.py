@@ -178,6 +178,7 @@ def test_two_stage_flowchart_and_metrics_preview_render_offline_in_chromium(viz_
     flowchart = set(re.findall(r'data-node-fullname="([^"]+)"', dom))
     # Namespaces start collapsed: the route and the two ingested sets are one node each.
     assert {"source", "target", "two_stage", "target_images", "target_manifest"} <= flowchart
+    assert 'class="pipeline-json' in dom, "the metrics preview panel did not open"
     panel = dom[dom.index('class="pipeline-json') :]
     text = re.sub(r"\s+", "", html.unescape(re.sub(r"<[^>]+>", "", panel)))
     assert f'"accuracy":{accuracy}' in text and '"f1_macro":' in text
