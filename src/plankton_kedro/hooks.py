@@ -79,12 +79,18 @@ class RunSummaryHooks:
 
     @hook_impl
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
-        lines = summary_lines(
-            pipelines=run_params.get("pipeline_names") or ["__default__"],
-            version=run_params.get("run_id", ""),
-            saved=self._saved,
-            project=Path(run_params.get("project_path") or Path.cwd()),
-        )
+        try:
+            lines = summary_lines(
+                pipelines=run_params.get("pipeline_names") or ["__default__"],
+                version=run_params.get("run_id", ""),
+                saved=self._saved,
+                project=Path(run_params.get("project_path") or Path.cwd()),
+            )
+        except Exception as exc:  # noqa: BLE001 - a summary must never fail a finished run
+            logger.warning(
+                "no run summary (%s: %s); the outputs are saved", type(exc).__name__, exc
+            )
+            return
         logger.info("\n".join(lines))
 
     def _filepath(self, dataset_name: str) -> str | None:
