@@ -124,7 +124,8 @@ def test_compare_shows_each_route_over_seeds_and_counts_many_outputs():
 
 def test_ensembling_predict_and_download_runs_say_what_they_produced():
     ensemble = {
-        "members": {"vit_s1": {}, "convnext": {}},
+        "members": {"vit_s1": {}, "vit_s2": {}, "convnext": {}},
+        "selection": {"weights": {"vit_s1": 0.5, "convnext": 0.5}},
         "selected_on": "val",
         "ensemble": {"test": {"accuracy": 0.9, "f1_macro": 0.8, "n_test": 80}},
     }
@@ -141,7 +142,7 @@ def test_ensembling_predict_and_download_runs_say_what_they_produced():
         saved("prediction_report", prediction),
         saved("download_report", download),
     )
-    assert "ensemble of vit_s1, convnext (chosen on val): accuracy 0.9000" in text
+    assert "ensemble of vit_s1, convnext (2 of 3 candidates, chosen on val): accuracy 0.9" in text
     assert (
         "predicted: 30 images of cast_12 with two_stage (resnet18), 2 unknown, 1 files skipped"
         in text

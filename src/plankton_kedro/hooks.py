@@ -185,11 +185,11 @@ def _ensemble(values: dict[str, Any]) -> list[str]:
     report = values.get("ensemble_report")
     if not _is_dict(report):
         return []
-    test = report["ensemble"]["test"]
+    test, chosen = report["ensemble"]["test"], report["selection"]["weights"]
     return [
-        f"  ensemble of {', '.join(report['members'])} (chosen on {report['selected_on']}): "
-        f"accuracy {test['accuracy']:.4f} · f1_macro {test['f1_macro']:.4f} · "
-        f"n_test {test['n_test']}"
+        f"  ensemble of {', '.join(chosen)} ({len(chosen)} of {len(report['members'])} "
+        f"candidates, chosen on {report['selected_on']}): accuracy {test['accuracy']:.4f} · "
+        f"f1_macro {test['f1_macro']:.4f} · n_test {test['n_test']}"
     ]
 
 
