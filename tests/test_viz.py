@@ -163,7 +163,7 @@ def test_two_stage_flowchart_and_metrics_preview_render_offline_in_chromium(viz_
     handler = functools.partial(_QuietHandler, directory=str(viz_site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/?pid=two_stage&sid={metrics_node['id']}"
+    url = f"http://127.0.0.1:{server.server_address[1]}/no-hints?pid=two_stage&sid={metrics_node['id']}"
     screenshot = tmp_path / "kedro-viz-two_stage.png"
     try:
         dom = _chromium(tmp_path, "--dump-dom", url).stdout
@@ -186,6 +186,25 @@ def test_two_stage_flowchart_and_metrics_preview_render_offline_in_chromium(viz_
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the static site, plus ``/no-hints?<query>``: a page that switches kedro-viz's
+    feature-hint tour off (a browser-storage setting) and opens ``/?<query>``, so that the
+    screenshot shows the pipeline rather than the tour."""
+
+    def do_GET(self) -> None:
+        if not self.path.startswith("/no-hints?"):
+            return super().do_GET()
+        target = json.dumps("/?" + self.path.split("?", 1)[1])
+        page = (
+            '<script>localStorage.setItem("KedroViz", JSON.stringify({showFeatureHints: false}));'
+            f"location.replace({target});</script>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+        return None
+
     def log_message(self, *args) -> None:
         pass
 
