@@ -221,6 +221,7 @@ def _chromium(tmp_path: Path, action: str, url: str) -> subprocess.CompletedProc
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
         f"--user-data-dir={profile}",
         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--window-size=1600,1000",
