@@ -91,9 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count(), help="ingestion decoding processes"
     )
-    parser.add_argument("--steps", type=int, default=20, help="optimiser updates per epoch")
+    parser.add_argument("--steps", type=int, default=12, help="optimiser updates per epoch")
     parser.add_argument(
-        "--epochs", type=int, default=3, help="epochs per measurement (first = warm-up)"
+        "--epochs", type=int, default=5, help="epochs per measurement (first = warm-up)"
     )
     parser.add_argument(
         "--predict-images", type=int, default=2048, help="images per prediction pass"
