@@ -84,6 +84,8 @@ def test_shards_are_random_samples_of_the_collection():
 def test_bad_input_names_the_cache(tmp_path):
     with pytest.raises(DatasetError, match="4-d uint8"):
         ImageCacheDataset(filepath=str(tmp_path / "x.npy")).save(np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(DatasetError, match="4-d uint8"):
+        ImageCacheDataset(filepath=str(tmp_path / "x.npy")).save([[1, 2]])
     (tmp_path / "broken").mkdir()
     with pytest.raises(DatasetError, match="broken.*not a readable image cache"):
         ImageCacheDataset(filepath=str(tmp_path / "broken")).load()

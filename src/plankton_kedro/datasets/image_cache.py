@@ -46,8 +46,8 @@ class ImageCacheDataset(VersionedFileDataset):
             raise DatasetError(f"{path} is not a readable image cache: {exc}") from exc
 
     def save(self, data: np.ndarray | ShardedImages) -> None:
-        if data.dtype != np.uint8 or data.ndim != 4 or data.shape[-1] != 3:
-            shape = getattr(data, "shape", None)
+        shape = getattr(data, "shape", None)
+        if getattr(data, "dtype", None) != np.uint8 or len(shape or ()) != 4 or shape[-1] != 3:
             raise DatasetError(f"image cache must be a 4-d uint8 array, got {type(data)} {shape}")
         if self._shard_size is None:
             if self._link_whole_file(data):

@@ -178,11 +178,12 @@ class _NpySpool:
     """
 
     HEADER_BYTES = 128  # fixed, so the final count can be written over the placeholder
+    WRITE_BUFFER = 1 << 20  # one write call per ~64 images at 73 px, not one per image
 
     def __init__(self, folder: str | Path, size: int):
         self.size = size
         self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in `mapped`)
-            dir=folder, prefix=".spool-", suffix=".npy", delete=False
+            dir=folder, prefix=".spool-", suffix=".npy", delete=False, buffering=self.WRITE_BUFFER
         )
         self._cleanup = weakref.finalize(self, _remove, self.file.name)
         self.file.write(self._header(0))
