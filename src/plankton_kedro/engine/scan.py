@@ -305,7 +305,7 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
 
     Decoding small images is mostly Python and holds the GIL, so threads do not scale
     (measured: 2 threads 0.9x one); processes do. Items travel in chunks of `CHUNK_FILES` to
-    amortise the inter-process traffic, at most two chunks per process in flight.
+    amortise the inter-process traffic, at most `CHUNKS_IN_FLIGHT` per process.
     """
     if workers == 1:
         yield from map(fn, items)
@@ -320,7 +320,7 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
             iterator = iter(items)
             while chunk := list(islice(iterator, CHUNK_FILES)):
                 pending.append(pool.submit(_map_chunk, fn, chunk))
-                if len(pending) >= 2 * workers:
+                if len(pending) >= CHUNKS_IN_FLIGHT * workers:
                     yield from pending.popleft().result()
             while pending:
                 yield from pending.popleft().result()
@@ -328,7 +328,10 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
         gc.unfreeze()
 
 
-CHUNK_FILES = 32  # files per task sent to a decoding process
+# Files per task sent to a decoding process, and tasks queued per process so that workers
+# never wait while the parent writes results (measured best of 16-256 x 2-8 on NDSB).
+CHUNK_FILES = 64
+CHUNKS_IN_FLIGHT = 4
 
 
 def _map_chunk(fn: Callable, chunk: list) -> list:
