@@ -58,6 +58,7 @@ from plankton_kedro.engine.model import build_model
 from plankton_kedro.engine.stages import model_normalisation, train_stage
 from plankton_kedro.engine.training import autocast, predict, resolve_device
 from plankton_kedro.pipelines.ingestion.nodes import scan_collection, split_records
+from plankton_kedro.pipelines.training_nodes import stage_training
 
 PROJECT = Path(__file__).resolve().parents[1]
 NDSB = PROJECT.parent / "shared" / "data" / "ndsb_train.zip"
@@ -140,6 +141,11 @@ def _peak_rss_mib() -> float:
 
 def median(values: list[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
+
+
+def rotated(items: list, shift: int) -> list:
+    shift %= len(items)
+    return items[shift:] + items[:shift]
 
 
 def steady_rate(rates: list[float]) -> float:
@@ -264,9 +270,11 @@ def training_settings(args: argparse.Namespace, state_dir: Path) -> dict:
     }
 
 
-def bare_training(net: torch.nn.Module, args: argparse.Namespace, n_classes: int) -> list[float]:
-    """images/s per epoch of a plain loop: random normalised tensors, SGD step, no data path."""
-
+def bare_training(
+    net: torch.nn.Module, args: argparse.Namespace, n_classes: int, training: TrainingParams
+) -> list[float]:
+    """images/s per epoch of a plain loop: random normalised tensors, one SGD step per batch
+    (the stage's learning rate, momentum and weight decay), no data path."""
     device = resolve_device(args.device)
     net.to(device).train()
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
@@ -275,9 +283,13 @@ def bare_training(net: torch.nn.Module, args: argparse.Namespace, n_classes: int
     images = images.contiguous(memory_format=memory_format)
     labels = torch.randint(0, n_classes, (args.batch,), device=device)
     optimizer = torch.optim.SGD(
-        net.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+        net.parameters(),
+        lr=training.lr.backbone_from_scratch,
+        momentum=training.momentum,
+        nesterov=training.nesterov,
+        weight_decay=training.weight_decay,
     )
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=training.label_smoothing)
     rates = []
     for _ in range(args.epochs):
         started = time.perf_counter()
@@ -292,22 +304,21 @@ def bare_training(net: torch.nn.Module, args: argparse.Namespace, n_classes: int
     return rates
 
 
-def engine_training(
-    model: str, args: argparse.Namespace, cache: np.ndarray, manifest, state_dir: Path
-) -> tuple[list[float], dict]:
-    """images/s per epoch of ``train_stage`` (what the training node calls)."""
-
+def engine_training(settings: tuple, cache: np.ndarray, manifest) -> list[float]:
+    """images/s per epoch of ``train_stage`` (what the training node calls) with the node's
+    own ``(model, data, training)`` settings."""
+    model, data, training = settings
     checkpoint = train_stage(
         cache,
         manifest,
-        model=ModelParams(name=model, pretrained="none"),
-        data=DataParams(image_size=args.image_size),
-        training=TrainingParams(**training_settings(args, state_dir)),
+        model=model,
+        data=data,
+        training=training,
         route="benchmark",
         stage="pretraining",
         backbone_init="scratch",
     )
-    return [entry["images_per_second"] for entry in checkpoint["history"]], checkpoint
+    return [entry["images_per_second"] for entry in checkpoint["history"]]
 
 
 class KedroProject:
@@ -335,6 +346,14 @@ class KedroProject:
             "training": training_settings(self.args, self.folder / "state"),
         }
         return KedroSession.create(project_path=self.folder, runtime_params=params)
+
+    def settings(self, model: str) -> tuple[ModelParams, DataParams, TrainingParams]:
+        """The model, data and training settings the node trains with (project parameters,
+        the benchmark's overrides, the stage's own section), for (a) and (b) to use too."""
+        with self.session(model) as session:
+            params = session.load_context().params
+        training = stage_training(params["training"], params["pretraining"], None)
+        return params["model"], params["data"], training
 
     def train(self, model: str) -> tuple[list[float], float]:
         """Run the training node through the session; its images/s per epoch (from the
@@ -402,42 +421,15 @@ def measure_model(
     cache: np.ndarray,
     manifest,
     project: KedroProject | None,
-    work: Path,
 ) -> dict:
-
-    n_classes = manifest["label"].nunique()
+    """(a), (b), (c) and (e) for one model, repeat by repeat; medians over the repeats."""
     result: dict = {"model": model, "repeats": []}
     for repeat in range(args.repeats):
         row: dict = {}
         if "training" not in args.skip:
-            with PeakMemory() as memory:
-                row["bare"] = steady_rate(
-                    bare_training(build_model(model, n_classes)[0], args, n_classes)
-                )
-            row["bare_peak_mib"] = memory.mib
-            with PeakMemory() as memory:
-                rates, _ = engine_training(model, args, cache, manifest, work / "state")
-            row["engine"], row["engine_peak_mib"] = steady_rate(rates), memory.mib
-            with PeakMemory() as memory:
-                rates, seconds = project.train(model)
-            row["kedro"], row["kedro_peak_mib"] = steady_rate(rates), memory.mib
-            row["kedro_session_seconds"] = seconds
-            row["engine/bare"] = row["engine"] / row["bare"]
-            row["kedro/bare"] = row["kedro"] / row["bare"]
+            row |= measure_training(model, repeat, args, cache, manifest, project)
         if "predict" not in args.skip:
-            net = build_model(model, n_classes)[0]
-            count = min(args.predict_images, len(cache))
-            rows = np.arange(count)
-            bare_forward(net, args, min(count, args.eval_batch))  # warm-up
-            bare_rates, predict_rates = [], []
-            for _ in range(2):  # alternated, fastest of each (as for training epochs)
-                with PeakMemory() as memory:
-                    bare_rates.append(bare_forward(net, args, count))
-                with PeakMemory() as predict_memory:
-                    predict_rates.append(engine_predict(net, args, cache, rows))
-            row["bare_forward"], row["predict"] = max(bare_rates), max(predict_rates)
-            row["bare_forward_peak_mib"], row["predict_peak_mib"] = memory.mib, predict_memory.mib
-            row["predict/bare"] = row["predict"] / row["bare_forward"]
+            row |= measure_prediction(model, repeat, args, cache, manifest)
         result["repeats"].append(row)
         print(
             f"  {model} repeat {repeat + 1}: "
@@ -451,6 +443,56 @@ def measure_model(
     for key in result["repeats"][0]:
         result[key] = median([row[key] for row in result["repeats"]])
     return result
+
+
+def measure_training(
+    model: str, repeat: int, args: argparse.Namespace, cache, manifest, project: KedroProject
+) -> dict:
+    """(a), (b) and (c) back to back, in an order rotated by ``repeat`` (none always runs
+    first or last), all with the settings the Kedro node gets."""
+    n_classes = manifest["label"].nunique()
+    settings = project.settings(model)
+    paths = {
+        "bare": lambda: (
+            bare_training(build_model(model, n_classes)[0], args, n_classes, settings[2]),
+            None,
+        ),
+        "engine": lambda: (engine_training(settings, cache, manifest), None),
+        "kedro": lambda: project.train(model),
+    }
+    row: dict = {}
+    for name in rotated(list(paths), repeat):
+        with PeakMemory() as memory:
+            rates, seconds = paths[name]()
+        row[name], row[f"{name}_peak_mib"] = steady_rate(rates), memory.mib
+        if seconds is not None:
+            row[f"{name}_session_seconds"] = seconds
+    row["engine/bare"] = row["engine"] / row["bare"]
+    row["kedro/bare"] = row["kedro"] / row["bare"]
+    return row
+
+
+def measure_prediction(model: str, repeat: int, args: argparse.Namespace, cache, manifest) -> dict:
+    """(e): two passes each of the bare forward and ``predict``, alternated (order rotated
+    by ``repeat``); the fastest of each."""
+    net = build_model(model, manifest["label"].nunique())[0]
+    count = min(args.predict_images, len(cache))
+    bare_forward(net, args, min(count, args.eval_batch))  # warm-up
+    passes = {
+        "bare_forward": lambda: bare_forward(net, args, count),
+        "predict": lambda: engine_predict(net, args, cache, np.arange(count)),
+    }
+    measured: dict[str, list[float]] = {name: [] for name in passes}
+    row: dict = {}
+    for _ in range(2):
+        for name in rotated(list(passes), repeat):
+            with PeakMemory() as memory:
+                measured[name].append(passes[name]())
+            row[f"{name}_peak_mib"] = memory.mib
+    row["bare_forward"] = max(measured["bare_forward"])
+    row["predict"] = max(measured["predict"])
+    row["predict/bare"] = row["predict"] / row["bare_forward"]
+    return row
 
 
 def report(ingestion: dict, models: list[dict], args: argparse.Namespace) -> list[str]:
@@ -517,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         models = []
         for model in args.models:
             print(f"measuring {model} ...", flush=True)
-            models.append(measure_model(model, args, cache, manifest, project, work))
+            models.append(measure_model(model, args, cache, manifest, project))
         lines = report(ingestion, models, args)
         del cache
     print("\n".join(lines))
