@@ -208,3 +208,21 @@ def test_pad_and_resize_upscales_small_images():
     out = pad_and_resize(Image.new("RGB", (3, 3), (9, 9, 9)), 16)
     assert out.shape == (16, 16, 3)
     assert (out == 9).all()
+
+
+@pytest.mark.parametrize("size", [16, 40, 128])
+def test_grey_content_is_resized_as_one_band_with_the_same_result(size):
+    """The one-band path for grey images equals resizing all three bands."""
+    rng = np.random.default_rng(size)
+    grey = rng.integers(0, 256, (37, 61), dtype=np.uint8)
+    grey_rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    colour = grey_rgb.copy()
+    colour[5, 7, 2] ^= 1  # one channel of one pixel differs: not grey
+    for pixels in (grey_rgb, colour):
+        img = Image.fromarray(pixels)
+        three_bands = pad_to_square(img, FILL).resize(
+            (size, size), Image.Resampling.LANCZOS, reducing_gap=3.0
+        )
+        out = pad_and_resize(img, size, fill=FILL)
+        np.testing.assert_array_equal(out, np.asarray(three_bands))
+        assert out.flags["C_CONTIGUOUS"] and out.dtype == np.uint8
