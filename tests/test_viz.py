@@ -3,9 +3,11 @@ headless browser (Debian's ``chromium``; the browser test is skipped without it)
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import http.server
+import io
 import json
 import re
 import shutil
@@ -14,14 +16,21 @@ import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
+from PIL import Image
 
-from plankton_kedro.datasets import CheckpointDataset, ImageSourceDataset, ManifestDataset
+from plankton_kedro.datasets import (
+    CheckpointDataset,
+    ImageCacheDataset,
+    ImageSourceDataset,
+    ManifestDataset,
+)
 
 from .conftest import PROJECT_ROOT
 from .demo_run import demo_project, run_kedro
@@ -89,6 +98,18 @@ def test_image_source_preview_counts_image_files_per_class_without_decoding(tmp_
     preview = ImageSourceDataset(path=str(folders), layout="split_folders").preview()
     assert preview["columns"] == ["label", "train", "test", "total"]
     assert preview["data"][-1] == ["(all classes)", 2, 1, 3]
+
+
+@pytest.mark.parametrize("shard_size", [None, 4])
+def test_image_cache_preview_is_a_grid_of_cached_images(tmp_path, shard_size):
+    images = np.zeros((10, 6, 6, 3), dtype=np.uint8)
+    images[:, 1:5, 1:5] = np.arange(10, dtype=np.uint8)[:, None, None, None] * 20 + 30
+    dataset = ImageCacheDataset(filepath=str(tmp_path / "images.npy"), shard_size=shard_size)
+    dataset.save(images)
+    grid = np.asarray(Image.open(io.BytesIO(base64.b64decode(dataset.preview()))))
+    assert grid.shape == (2 * 6, 8 * 6, 3)  # 10 images: two rows of eight
+    np.testing.assert_array_equal(grid[:6, :6], images[0])
+    np.testing.assert_array_equal(grid[6:, 6:12], images[9])
 
 
 def test_every_dataset_of_every_pipeline_has_a_kedro_viz_layer():

@@ -7,13 +7,17 @@ a JSON string), so the dataset methods stay one-liners around these functions.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from kedro_datasets._typing import JSONPreview, TablePreview
+from kedro_datasets._typing import ImagePreview, JSONPreview, TablePreview
+from PIL import Image
 
 from plankton_kedro.engine.scan import IMAGE_EXTENSIONS
 
@@ -77,6 +81,22 @@ def image_source_preview(
     frame = pd.DataFrame(rows, columns=["label", "split"])
     frame = frame[~frame["label"].isin(exclude_classes)]
     return _count_table(pd.crosstab(frame["label"], frame["split"]))
+
+
+def image_grid_preview(images: Any, columns: int = 8, rows: int = 4) -> ImagePreview:
+    """A PNG grid of up to ``columns`` x ``rows`` cached images spread evenly over the cache
+    (base64): what the model is fed, padding and resizing included."""
+    count = len(images)
+    chosen = np.unique(np.linspace(0, count - 1, min(count, columns * rows)).astype(int))
+    side = images.shape[1]
+    grid = np.full((rows * side, columns * side, 3), 255, dtype=np.uint8)
+    for slot, row in enumerate(chosen):
+        top, left = (slot // columns) * side, (slot % columns) * side
+        grid[top : top + side, left : left + side] = images[int(row)]
+    grid = grid[: -(-len(chosen) // columns) * side]
+    buffer = io.BytesIO()
+    Image.fromarray(grid).save(buffer, "PNG")
+    return ImagePreview(base64.b64encode(buffer.getvalue()).decode("ascii"))
 
 
 def _count_table(counts: pd.DataFrame) -> TablePreview:

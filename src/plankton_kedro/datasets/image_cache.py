@@ -14,6 +14,7 @@ from kedro.io.core import get_filepath_str
 
 from plankton_kedro.engine.shards import ShardedImages, write_shards
 
+from ._previews import ImagePreview, image_grid_preview
 from ._versioned import VersionedFileDataset
 
 
@@ -94,6 +95,10 @@ class ImageCacheDataset(VersionedFileDataset):
             if self._fs.exists(temporary):
                 self._fs.rm(temporary, recursive=True)
         self._fs.invalidate_cache(target)
+
+    def preview(self) -> ImagePreview:
+        """kedro-viz: a grid of 32 cached images spread over the cache, as the model sees them."""
+        return image_grid_preview(self.load())
 
     def _describe(self) -> dict[str, Any]:
         layout = "one npy" if self._shard_size is None else f"npy shards of {self._shard_size}"
