@@ -150,6 +150,7 @@ def test_records_describe_each_image(reference):
         "mode",
         "bytes",
         "sha1",
+        "frame_cropped",
     ]
     assert records["rel_path"].tolist() == sorted(GOOD)
     assert records["label"].tolist() == ["copepod", "copepod", "diatom", "diatom"]

@@ -134,7 +134,12 @@ def test_zooscannet_root_and_split_table(tmp_path):
 def test_zooscan20_scale_bar_is_cropped_away(tmp_path):
     public_sets.zooscan20(tmp_path)
     manifest, cache, report = ingest(entry_for("ZooScan-20", tmp_path))
-    assert report["frame_crop"] == ["zooscan"]
+    assert report["frame_crop"] == {
+        "templates": ["zooscan"],
+        "threshold": 0.8,
+        "images_cropped": 3 * public_sets.PER_CLASS,
+        "images_without_match": 0,
+    }
     first = manifest.index[manifest["rel_path"] == "Appendicularia/Appendicularia_0.png"][0]
     expected = pad_and_resize(to_rgb(public_sets.tight_organism(0, 0)), DATA.cache_size, DATA.fill)
     np.testing.assert_array_equal(cache[first], expected)

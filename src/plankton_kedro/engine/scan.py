@@ -61,6 +61,7 @@ RECORD_DTYPES = {
     "mode": str,
     "bytes": "int64",
     "sha1": str,
+    "frame_cropped": bool,  # a scale bar was found and removed (frame_crop)
 }
 
 
@@ -274,9 +275,9 @@ def _examine(
         return SkippedFile(rel_path, reason)
     try:
         img = load_image(data)
-        rgb = to_rgb(img, fill=fill)
+        rgb, cropped = to_rgb(img, fill=fill), False
         if frame_crop is not None:
-            rgb, _ = crop_frame(rgb, frame_crop)
+            rgb, cropped = crop_frame(rgb, frame_crop)
         pixels = pad_and_resize(rgb, size, fill)
     except ImageDecodeError as exc:
         return SkippedFile(rel_path, str(exc))
@@ -289,6 +290,7 @@ def _examine(
         "mode": img.mode,
         "bytes": len(data),
         "sha1": hashlib.sha1(data, usedforsecurity=False).hexdigest(),
+        "frame_cropped": cropped,
     }
     return row, pixels
 

@@ -98,9 +98,32 @@ def scan_collection(
         "excluded_classes": result.excluded,
         "not_in_split_lists": len(images.unlisted),
         "outside_root": len(images.outside_root),
-        "frame_crop": None if images.frame_crop is None else list(images.frame_crop.templates),
+        "frame_crop": _frame_crop_summary(images, records),
     }
+    if summary["frame_crop"] is not None:
+        logger.info(
+            "%s: scale bar found and removed in %d of %d images",
+            images.name,
+            summary["frame_crop"]["images_cropped"],
+            len(records),
+        )
     return records, result.images, summary
+
+
+def _frame_crop_summary(
+    images: ImageSource | MergedImageSource, records: pd.DataFrame
+) -> dict[str, Any] | None:
+    """Which templates were looked for and in how many images one was found: a template
+    that does not fit the collection's scale bar shows as few images cropped."""
+    if images.frame_crop is None:
+        return None
+    cropped = int(records["frame_cropped"].sum())
+    return {
+        "templates": list(images.frame_crop.templates),
+        "threshold": images.frame_crop.threshold,
+        "images_cropped": cropped,
+        "images_without_match": len(records) - cropped,
+    }
 
 
 def _existing(folder: str | None) -> str | None:
