@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from kedro.io import AbstractDataset, DatasetError
@@ -208,3 +209,26 @@ def test_predict_crops_the_scale_bar_like_ingestion(tmp_path):
     assert result.predictions["label"].tolist() == ["a"]
     expected = pad_and_resize(to_rgb(public_sets.tight_organism(2, 1)), DATA.cache_size, DATA.fill)
     np.testing.assert_array_equal(classifier.seen[0][0], expected)
+
+
+def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path):
+    """WHOI yearly archives as source, WHOI-22 as target, from conf/local/catalog.yml exactly as
+    documented: `kedro run --pipeline=ingestion` saves a manifest with the year column."""
+    from .test_kedro_run import _copy_project, kedro, latest, latest_json
+
+    project = _copy_project(tmp_path / "project")
+    raw = project / "data" / "01_raw"
+    public_sets.whoi_years(raw, years=(2006, 2007))
+    public_sets.whoi22(raw)
+    local = {
+        "source_images": ENTRIES["WHOI-Plankton yearly archives (2006–2014), merged"],
+        "target_images": ENTRIES["WHOI-22 (official train/test halves)"],
+    }
+    (project / "conf" / "local").mkdir(exist_ok=True)
+    (project / "conf" / "local" / "catalog.yml").write_text(yaml.safe_dump(local))
+    result = kedro(project, "--pipeline=ingestion")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest = pd.read_parquet(latest(project, "data/03_primary/source/manifest.parquet"))
+    assert manifest.groupby("year").size().to_dict() == {"2006": 18, "2007": 18}
+    report = latest_json(project, "data/08_reporting/target/ingestion_report.json")
+    assert report["split_source"] == "official (val carved from train)"
