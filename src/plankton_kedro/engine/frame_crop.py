@@ -94,7 +94,6 @@ def crop_frame(img: Image.Image, crop: FrameCrop) -> tuple[Image.Image, bool]:
         return img, False
     background = float(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
     top, left, height, width = box
-    gray = gray.copy()
     gray[top : top + height, left : left + width] = background
     pixels = np.array(img)
     pixels[top : top + height, left : left + width] = _background_colour(pixels, background)

@@ -127,7 +127,6 @@ def scan_images(
     excluded: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     rejected: list[SkippedFile] = []
-    # the returned memory map keeps the (already unlinked) file open: no context manager
     spool = _NpySpool(spool_dir, size) if spool_dir is not None else None
     in_memory: list[np.ndarray] = []
     decoded = decode_files(

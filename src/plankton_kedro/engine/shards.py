@@ -105,8 +105,10 @@ class ShardedImages:
             return self.shard(int(self.shard_of_row[row]))[self.offset_of_row[row]]
         rows = np.arange(len(self))[key]
         out = np.empty((len(rows), *self.shape[1:]), np.uint8)
-        for i, row in enumerate(rows):
-            out[i] = self[int(row)]
+        shards = self.shard_of_row[rows]
+        for number in np.unique(shards):  # each shard read once, whatever the row order
+            here = shards == number
+            out[here] = self.shard(int(number))[self.offset_of_row[rows[here]]]
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
