@@ -25,7 +25,7 @@ from kedro.framework.startup import bootstrap_project
 from kedro.pipeline import Node
 from omegaconf import OmegaConf
 
-from plankton_kedro.engine import distributed
+from plankton_kedro.engine.modelling import distributed
 from plankton_kedro.pipelines.routes import TRAINING_TAG
 
 logger = logging.getLogger("plankton_kedro.train_node")

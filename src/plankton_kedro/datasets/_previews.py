@@ -19,39 +19,42 @@ import pandas as pd
 from kedro_datasets._typing import ImagePreview, JSONPreview, TablePreview
 from PIL import Image
 
-from plankton_kedro.engine.scan import IMAGE_EXTENSIONS
+from plankton_kedro.engine.checkpoint import AnyCheckpoint, EnsembleCheckpoint
+from plankton_kedro.engine.collection.layouts import IMAGE_EXTENSIONS
 
 SPLIT_COLUMNS = ["train", "val", "test"]
 
 
-def checkpoint_preview(checkpoint: dict[str, Any]) -> JSONPreview:
+def checkpoint_preview(checkpoint: AnyCheckpoint) -> JSONPreview:
     """Model, classes, image size and best validation score of a checkpoint (or an ensemble's
     members and weights), without the weights."""
-    if checkpoint.get("kind") == "ensemble":
+    if isinstance(checkpoint, EnsembleCheckpoint):
         summary = {
             "kind": "ensemble",
-            "members": checkpoint.get("member_names"),
-            "models": [member.get("model_name") for member in checkpoint["members"]],
-            "weights": checkpoint["weights"],
-            "mode": checkpoint["mode"],
+            "members": checkpoint.member_names,
+            "models": [member.model_name for member in checkpoint.members],
+            "weights": checkpoint.weights,
+            "mode": checkpoint.mode,
         }
     else:
+        history = checkpoint.history
         summary = {
-            "model_name": checkpoint["model_name"],
-            "route": checkpoint.get("run", checkpoint.get("route")),
-            "stage": checkpoint.get("stage"),
-            "trained_on": checkpoint.get("dataset"),
-            "best_score": checkpoint.get("best_score"),
-            "selection_metric": checkpoint.get("selection_metric"),
-            "best_epoch": checkpoint.get("best_epoch"),
-            "epochs_run": len(checkpoint.get("history") or []),
-            "initial_weights": checkpoint.get("initial_weights"),
+            "model_name": checkpoint.model_name,
+            "route": checkpoint.label,
+            "stage": checkpoint.identity.stage,
+            "trained_on": checkpoint.identity.dataset,
+            "best_score": history.best_score,
+            "selection_metric": history.selection_metric,
+            "best_epoch": history.best_epoch,
+            "epochs_run": len(history.epochs),
+            "initial_weights": history.initial_weights,
         }
     summary |= {
-        "image_size": checkpoint["image_size"],
-        "n_classes": len(checkpoint["class_names"]),
-        "class_names": list(checkpoint["class_names"]),
-        "version": checkpoint.get("version"),
+        "image_size": checkpoint.preprocessing.image_size,
+        "fill": checkpoint.preprocessing.fill,
+        "n_classes": len(checkpoint.class_names),
+        "class_names": list(checkpoint.class_names),
+        "version": checkpoint.version,
     }
     return JSONPreview(json.dumps(summary))
 

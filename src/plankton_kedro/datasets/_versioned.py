@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import IO, Any
@@ -15,6 +13,8 @@ from kedro.io.core import (
     get_filepath_str,
     get_protocol_and_path,
 )
+
+from plankton_kedro.engine.atomic import atomic_path
 
 
 class VersionedFileDataset(AbstractVersionedDataset):
@@ -50,17 +50,15 @@ class VersionedFileDataset(AbstractVersionedDataset):
     def _load_path(self) -> str:
         return get_filepath_str(self._get_load_path(), self._protocol)
 
+    def _save_path(self) -> str:
+        return get_filepath_str(self._get_save_path(), self._protocol)
+
     def _write_atomically(self, write: Callable[[IO[bytes]], None]) -> None:
-        target = get_filepath_str(self._get_save_path(), self._protocol)
-        temporary = f"{target}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            with self._fs.open(temporary, mode="wb") as stream:
-                write(stream)
-            self._fs.mv(temporary, target)
-        finally:
-            if self._fs.exists(temporary):
-                self._fs.rm(temporary)
-        self._fs.invalidate_cache(target)
+        with (
+            atomic_path(self._save_path(), self._fs) as temporary,
+            self._fs.open(temporary, mode="wb") as stream,
+        ):
+            write(stream)
 
     def _exists(self) -> bool:
         return self._fs.exists(self._load_path())

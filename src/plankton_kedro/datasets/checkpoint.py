@@ -3,55 +3,49 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import torch
 from kedro.io import DatasetError
 
+from plankton_kedro.engine.checkpoint import AnyCheckpoint, load_checkpoint
+from plankton_kedro.engine.errors import CheckpointError
+
 from ._previews import JSONPreview, checkpoint_preview
 from ._versioned import VersionedFileDataset
 
-REQUIRED_KEYS = ("state_dict", "model_name", "class_names", "image_size", "mean", "std", "fill")
-ENSEMBLE_KEYS = ("members", "weights", "mode", "class_names", "image_size", "fill")
-
 
 class CheckpointDataset(VersionedFileDataset):
-    """A ``torch.save``'d dict: weights plus everything needed to use them again.
+    """A trained model (:class:`~plankton_kedro.engine.checkpoint.Checkpoint`) or an ensemble,
+    ``torch.save``'d as its plain dict: weights plus everything needed to use them again.
 
-    Saved: ``state_dict``, ``model_name``, ``class_names``, ``image_size``, ``cache_size``,
-    ``mean``, ``std``, ``fill``, ``params``, ``history`` and identity fields. Loaded with
-    ``torch.load(weights_only=True)`` (tensors and plain Python values only, no pickled
-    code); the loaded dict gains ``version``: the catalog version it came from. An ensemble
-    (``kind: ensemble``) holds its members' checkpoints, weights, temperatures and mode.
+    Loaded with ``torch.load(weights_only=True)`` (tensors and plain Python values only, no
+    pickled code) and read through the typed schema, older schemas included; the loaded
+    checkpoint's ``version`` is the catalog version it came from.
     """
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> AnyCheckpoint:
         path = self._load_path()
         with self._fs.open(path, mode="rb") as stream:
             buffer = io.BytesIO(stream.read())
         try:
-            checkpoint = torch.load(buffer, map_location="cpu", weights_only=True)
+            data = torch.load(buffer, map_location="cpu", weights_only=True)
         except Exception as exc:
             raise DatasetError(f"{path} is not a readable checkpoint: {exc}") from exc
-        missing = [key for key in _required(checkpoint) if key not in checkpoint]
-        if missing:
-            raise DatasetError(
-                f"{path} is not a plankton-kedro checkpoint (no {', '.join(missing)})"
-            )
-        checkpoint["version"] = self.resolve_load_version()
+        try:
+            checkpoint = load_checkpoint(data, source=path)
+        except CheckpointError as exc:
+            raise DatasetError(str(exc)) from exc
+        checkpoint.version = self.resolve_load_version()
         return checkpoint
 
-    def save(self, data: dict[str, Any]) -> None:
-        missing = [key for key in _required(data) if key not in data]
-        if missing:
-            raise DatasetError(f"checkpoint to save lacks {', '.join(missing)}")
-        payload = {key: value for key, value in data.items() if key != "version"}
+    def save(self, data: AnyCheckpoint) -> None:
+        if not hasattr(data, "to_dict"):
+            raise DatasetError(
+                f"a checkpoint to save must be a Checkpoint or EnsembleCheckpoint, not {type(data)}"
+            )
+        payload = data.to_dict()
         self._write_atomically(lambda stream: torch.save(payload, stream))
 
     def preview(self) -> JSONPreview:
         """kedro-viz: model, classes, image size and best score of the latest version."""
         return checkpoint_preview(self.load())
-
-
-def _required(checkpoint: dict[str, Any]) -> tuple[str, ...]:
-    return ENSEMBLE_KEYS if checkpoint.get("kind") == "ensemble" else REQUIRED_KEYS

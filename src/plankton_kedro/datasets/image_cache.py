@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import mmap
 import os
-import uuid
-from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from kedro.io import DatasetError
-from kedro.io.core import get_filepath_str
 
-from plankton_kedro.engine.shards import ShardedImages, write_shards
+from plankton_kedro.engine.atomic import atomic_path
+from plankton_kedro.engine.collection.shards import ShardedImages, write_shards
 
 from ._previews import ImagePreview, image_grid_preview
 from ._versioned import VersionedFileDataset
@@ -24,7 +22,7 @@ class ImageCacheDataset(VersionedFileDataset):
     By default one ``.npy`` file; local files load memory-mapped (read-only), so a cache
     larger than RAM still works and loading costs nothing until images are read.
     With ``shard_size``, the path is a folder of ``.npy`` shards of that many images (see
-    :mod:`plankton_kedro.engine.shards`), read shard by shard in training and streamable
+    :mod:`plankton_kedro.engine.collection.shards`), read shard by shard in training and streamable
     from any fsspec filesystem. Either kind loads whatever was saved.
     """
 
@@ -57,9 +55,11 @@ class ImageCacheDataset(VersionedFileDataset):
                 lambda stream: np.save(stream, np.asarray(data), allow_pickle=False)
             )
         else:
-            self._write_folder_atomically(
-                lambda open_file: write_shards(data, self._shard_size, open_file)
-            )
+            with atomic_path(self._save_path(), self._fs) as folder:
+                self._fs.makedirs(folder, exist_ok=True)
+                write_shards(
+                    data, self._shard_size, lambda name: self._fs.open(f"{folder}/{name}", "wb")
+                )
 
     def _link_whole_file(self, data: np.ndarray) -> bool:
         """Save a memory map of a whole local ``.npy`` file (the ingestion spool) by a hard
@@ -68,33 +68,18 @@ class ImageCacheDataset(VersionedFileDataset):
         whole_map = isinstance(data, np.memmap) and isinstance(data.base, mmap.mmap)
         if self._protocol != "file" or not whole_map or not filename:  # views are copied
             return False
+        target = self._save_path()
         try:
             on_disk = np.load(filename, mmap_mode="r", allow_pickle=False)
             if on_disk.shape != data.shape or on_disk.offset != data.offset:
                 return False
-            target = get_filepath_str(self._get_save_path(), self._protocol)
-            temporary = f"{target}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self._fs.makedirs(os.path.dirname(target), exist_ok=True)
-            os.link(filename, temporary)
+            with atomic_path(target, self._fs) as temporary:
+                os.link(filename, temporary)
+                os.chmod(temporary, 0o644)
         except (OSError, ValueError):  # gone, another filesystem, no hard links: copy
             return False
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-        self._fs.invalidate_cache(target)
         return True
-
-    def _write_folder_atomically(self, write: Callable[[Callable[[str], IO[bytes]]], None]) -> None:
-        """``write(open_file)`` fills a temporary folder, renamed into place when complete."""
-        target = get_filepath_str(self._get_save_path(), self._protocol)
-        temporary = f"{target}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            self._fs.makedirs(temporary, exist_ok=True)
-            write(lambda name: self._fs.open(f"{temporary}/{name}", mode="wb"))
-            self._fs.mv(temporary, target, recursive=True)
-        finally:
-            if self._fs.exists(temporary):
-                self._fs.rm(temporary, recursive=True)
-        self._fs.invalidate_cache(target)
 
     def preview(self) -> ImagePreview:
         """kedro-viz: a grid of 32 cached images spread over the cache, as the model sees them."""

@@ -2,33 +2,58 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError, Version
 from kedro_datasets.json import JSONDataset
 
+from plankton_kedro.engine.checkpoint import AnyCheckpoint
+
 from ._previews import JSONPreview, checkpoint_preview
 from .checkpoint import CheckpointDataset
 
 logger = logging.getLogger(__name__)
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
 
 class PredictionModelDataset(AbstractDataset[None, dict]):
-    """A route's latest (or pinned) fine-tuned model with its calibration, or the ensemble.
+    """A run's latest (or pinned) fine-tuned model with its calibration, or the ensemble.
 
-    ``model`` is a route namespace (``two_stage``, ``in_domain_seed1``, ``ensemble_vit_b``…)
+    ``model`` is a run namespace (``two_stage``, ``in_domain_seed1``, ``ensemble_vit_b``…)
     optionally pinned as ``two_stage@<version>``, the word ``ensemble`` (the latest
-    ensemble), or the path of a checkpoint file. Loads ``{"model": …, "calibration": …}``;
-    the calibration (temperature, "unknown" threshold) is the one fitted for that exact
-    checkpoint version, or ``None`` when there is none.
+    ensemble), or the path of a checkpoint file. Where the runs' files are comes from the
+    catalog (``conf/base/catalog.yml`` passes the ``{route}.target_model``,
+    ``{route}.calibration`` and ``ensemble_model`` file paths with YAML anchors), the run's
+    name taking the place of the pattern's placeholder.
+    Loads ``{"model": checkpoint, "calibration": dict or None}``; the calibration
+    (temperature, "unknown" threshold) is the one fitted for that exact checkpoint version.
     """
 
-    def __init__(self, *, model: str, models_dir: str = "data/06_models", metadata=None):
+    def __init__(
+        self,
+        *,
+        model: str,
+        target_model: str,
+        calibration: str,
+        ensemble_model: str,
+        metadata: dict[str, Any] | None = None,
+    ):
+        for key, template in (("target_model", target_model), ("calibration", calibration)):
+            if len(_PLACEHOLDER.findall(template)) != 1:
+                raise DatasetError(
+                    f"predict_model: {key} must name a run's file with one placeholder, "
+                    f"e.g. data/06_models/{{route}}/target_model.pt; got {template}"
+                )
         self._model = str(model)
-        self._models_dir = Path(models_dir)
+        self._target_model = target_model
+        self._calibration = calibration
+        self._ensemble_model = ensemble_model
         self.metadata = metadata
 
     def load(self) -> dict[str, Any]:
@@ -37,37 +62,42 @@ class PredictionModelDataset(AbstractDataset[None, dict]):
                 raise DatasetError(f"predict_model: no checkpoint file {self._model}")
             return {"model": CheckpointDataset(filepath=self._model).load(), "calibration": None}
         name, _, pinned = self._model.partition("@")
-        if name == "ensemble":
-            path = self._models_dir / "ensemble" / "ensemble_model.pt"
-        else:
-            path = self._models_dir / name / "target_model.pt"
-        if not path.exists():
-            known = sorted(p.parent.name for p in self._models_dir.glob("*/target_model.pt"))
+        path = self._ensemble_model if name == "ensemble" else _for_run(self._target_model, name)
+        if not Path(path).exists():
+            trained = ", ".join(self._trained_runs()) or "none yet (run a route first: kedro run)"
+            ensemble = ", ensemble" if Path(self._ensemble_model).exists() else ""
             raise DatasetError(
-                f"predict_model={self._model}: no trained model at {path}. Trained models: "
-                f"{', '.join(known) or 'none yet (run a route first, e.g. kedro run)'}"
-                f"{', ensemble' if (self._models_dir / 'ensemble').exists() else ''}."
+                f"predict_model={self._model}: no trained model at {path}. "
+                f"Trained models: {trained}{ensemble}."
             )
-        model = CheckpointDataset(filepath=str(path), version=Version(pinned or None, None)).load()
-        calibration = None if name == "ensemble" else self._calibration(name, model["version"])
+        model = CheckpointDataset(filepath=path, version=Version(pinned or None, None)).load()
+        calibration = None if name == "ensemble" else self._calibration_of(name, model)
         return {"model": model, "calibration": calibration}
 
-    def _calibration(self, name: str, model_version: str) -> dict[str, Any] | None:
-        path = self._models_dir / name / "calibration.json"
-        if not path.exists():
+    def _trained_runs(self) -> list[str]:
+        """Run names that have a fine-tuned model where the catalog puts them."""
+        prefix, _, suffix = _PLACEHOLDER.split(self._target_model)
+        runs = [
+            path[len(prefix) : len(path) - len(suffix)] for path in glob.glob(f"{prefix}*{suffix}")
+        ]
+        return sorted(run for run in runs if run and "/" not in run)
+
+    def _calibration_of(self, name: str, model: AnyCheckpoint) -> dict[str, Any] | None:
+        path = _for_run(self._calibration, name)
+        if not Path(path).exists():
             logger.warning("%s has no calibration: no temperature, no 'unknown' label", name)
             return None
-        for version in JSONDataset(filepath=str(path), version=Version(None, None)).list_versions(
+        for version in JSONDataset(filepath=path, version=Version(None, None)).list_versions(
             full_path=False
         ):
-            calibration = JSONDataset(filepath=str(path), version=Version(version, None)).load()
-            if calibration.get("checkpoint_version") == model_version:
+            calibration = JSONDataset(filepath=path, version=Version(version, None)).load()
+            if calibration.get("checkpoint_version") == model.version:
                 return calibration
         logger.warning(
             "no calibration was fitted for %s checkpoint %s (run the evaluation pipeline): "
             "no temperature, no 'unknown' label",
             name,
-            model_version,
+            model.version,
         )
         return None
 
@@ -86,4 +116,8 @@ class PredictionModelDataset(AbstractDataset[None, dict]):
         raise DatasetError("PredictionModelDataset is read-only: it selects a trained model")
 
     def _describe(self) -> dict[str, Any]:
-        return {"model": self._model, "models_dir": str(self._models_dir)}
+        return {"model": self._model, "target_model": self._target_model}
+
+
+def _for_run(template: str, run: str) -> str:
+    return _PLACEHOLDER.sub(run, template)

@@ -198,12 +198,33 @@ class EnsembleMember(_Strict):
     def _known_model(cls, name: str) -> str:
         return ModelParams._known_timm_model(name)
 
+
+class RunParams(_Strict):
+    """One run of a route template (namespace ``name``) and what it changes in the global
+    settings: the route's own runs change nothing; ``compare`` runs set a seed, ensemble
+    members a seed, network and weights."""
+
+    name: str
+    route: Literal["in_domain", "out_of_domain", "two_stage"]
+    seed: int | None = None  # None: training.seed
+    model: str | None = None  # None: model.name
+    pretrained: str | None = None  # None: model.pretrained
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str | None) -> str | None:
+        return None if name is None else ModelParams._known_timm_model(name)
+
     def model_params(self, base: ModelParams) -> ModelParams:
-        """The global model settings with this member's network and weights."""
-        update = {"name": self.model}
-        if self.pretrained is not None:
-            update["pretrained"] = self.pretrained
-        return ModelParams.model_validate({**base.model_dump(), **update})
+        """The global model settings with this run's network and weights."""
+        update = {"name": self.model, "pretrained": self.pretrained}
+        update = {key: value for key, value in update.items() if value is not None}
+        return ModelParams.model_validate({**base.model_dump(), **update}) if update else base
+
+    def training_params(self, base: TrainingParams, stage: StageParams) -> TrainingParams:
+        """Global training settings, then the stage's overrides, then this run's seed."""
+        settings = base.overridden(stage.training)
+        return settings if self.seed is None else settings.model_copy(update={"seed": self.seed})
 
 
 class EnsemblingParams(_Strict):

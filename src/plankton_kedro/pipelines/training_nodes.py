@@ -1,119 +1,99 @@
-"""Training nodes shared by the stage pipelines (``pretraining`` and ``fine_tuning``)."""
+"""Training nodes shared by the stage templates (``pretraining`` and ``fine_tuning``).
+
+Which route a node trains, with which seed and network, comes from its run's parameters
+(``params:run``, mapped to ``runs.<namespace>``); the torch engine is imported on first use,
+so building the pipelines (every ``kedro`` command) does not import torch.
+"""
 
 from __future__ import annotations
 
-from functools import partial, update_wrapper
-from typing import Any
-
 import numpy as np
 import pandas as pd
-from kedro.pipeline import Node, Pipeline, node
 
+from plankton_kedro.engine.checkpoint import Checkpoint
 from plankton_kedro.engine.config import (
     DataParams,
-    EnsembleMember,
     ModelParams,
+    RunParams,
     StageParams,
     TrainingParams,
 )
-from plankton_kedro.engine.stages import train_stage
+from plankton_kedro.lazy import lazy_import
+from plankton_kedro.pipelines.routes import ROUTES
+
+stages = lazy_import("plankton_kedro.engine.modelling.stages")
 
 SETTINGS = ("model", "data", "training")
 
 
-def train(
+def train_on_source(
     image_cache: np.ndarray,
     manifest: pd.DataFrame,
     model: ModelParams,
     data: DataParams,
     training: TrainingParams,
-    stage_settings: StageParams,
-    *,
-    route: str,
-    stage: str,
-    backbone_init: str,
-    run_name: str | None = None,
-    seed: int | None = None,
-    member: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Train on the train split from ``backbone_init`` (``scratch`` or ``pretrained``, i.e.
-    ``model.pretrained``); return the best checkpoint on the validation split. ``member``:
-    an ensemble member's own network and weights, overriding ``model``."""
-    return train_stage(
+    pretraining: StageParams,
+    run: RunParams,
+) -> Checkpoint:
+    """Stage 1: train on the source set from the route's start (random weights for
+    ``in_domain``, ``model.pretrained`` for ``two_stage``); the best checkpoint on validation."""
+    return stages.train_stage(
         image_cache,
         manifest,
-        model=member_model(model, member),
+        model=run.model_params(model),
         data=data,
-        training=stage_training(training, stage_settings, seed),
-        route=route,
-        stage=stage,
-        backbone_init=backbone_init,
-        run_name=run_name,
+        training=run.training_params(training, pretraining),
+        route=run.route,
+        stage="pretraining",
+        backbone_init=ROUTES[run.route].stage1_init,
+        run_name=run.name,
+    )
+
+
+def fine_tune_on_target(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    fine_tuning: StageParams,
+    run: RunParams,
+) -> Checkpoint:
+    """Stage 2 of a route without stage 1: fine-tune ``model.pretrained`` on the target set."""
+    return stages.train_stage(
+        image_cache,
+        manifest,
+        model=run.model_params(model),
+        data=data,
+        training=run.training_params(training, fine_tuning),
+        route=run.route,
+        stage="fine_tuning",
+        backbone_init="pretrained",
+        run_name=run.name,
     )
 
 
 def fine_tune_from_source_model(
     image_cache: np.ndarray,
     manifest: pd.DataFrame,
-    source_model: dict[str, Any],
+    source_model: Checkpoint,
     model: ModelParams,
     data: DataParams,
     training: TrainingParams,
     fine_tuning: StageParams,
-    *,
-    route: str,
-    run_name: str | None = None,
-    seed: int | None = None,
-    member: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Keep the stage-1 backbone and bottleneck, re-initialise the classifier, fine-tune."""
-    return train_stage(
+    run: RunParams,
+) -> Checkpoint:
+    """Stage 2: keep the stage-1 backbone and bottleneck, re-initialise the classifier,
+    fine-tune on the target set."""
+    return stages.train_stage(
         image_cache,
         manifest,
-        model=member_model(model, member),
+        model=run.model_params(model),
         data=data,
-        training=stage_training(training, fine_tuning, seed),
-        route=route,
+        training=run.training_params(training, fine_tuning),
+        route=run.route,
         stage="fine_tuning",
         backbone_init="checkpoint",
         init_checkpoint=source_model,
-        run_name=run_name,
-    )
-
-
-def member_model(model: ModelParams, member: dict[str, Any] | None) -> ModelParams:
-    """``model``, or an ensemble member's network and weights on top of it."""
-    return model if member is None else EnsembleMember(**member).model_params(model)
-
-
-def stage_training(
-    training: TrainingParams, stage_settings: StageParams, seed: int | None
-) -> TrainingParams:
-    """Global training settings, then the stage's overrides, then a run's own seed."""
-    settings = training.overridden(stage_settings.training)
-    return settings if seed is None else settings.model_copy(update={"seed": seed})
-
-
-def training_node(
-    func, inputs: list[str], output: str, name: str, tags: list[str], **bound
-) -> Node:
-    """A node running ``func`` with route-specific keyword arguments bound (and its own name,
-    docs and type hints kept, so Kedro validates its parameters and kedro-viz shows its code)."""
-    return node(
-        update_wrapper(partial(func, **bound), func),
-        inputs,
-        output,
-        name=name,
-        tags=tags,
-    )
-
-
-def stage_pipeline(stage: Node, namespace: str, dataset: str, stage_key: str) -> Pipeline:
-    """``stage`` in ``namespace``, reading ``<dataset>_image_cache`` and ``<dataset>_manifest``
-    and the shared settings plus the stage's own section (``pretraining``/``fine_tuning``)."""
-    return Pipeline(
-        [stage],
-        namespace=namespace,
-        inputs={"image_cache": f"{dataset}_image_cache", "manifest": f"{dataset}_manifest"},
-        parameters={p: p for p in (*SETTINGS, stage_key)},
+        run_name=run.name,
     )

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline, node
 
-from plankton_kedro.pipelines.build_parameters import build_parameter
+from plankton_kedro.pipelines.assembly import build_route
 from plankton_kedro.pipelines.ingestion.pipeline import create_pipeline as ingestion
-from plankton_kedro.pipelines.routes import ROUTES, build_route, run_namespace
+from plankton_kedro.pipelines.routes import ROUTES
+from plankton_kedro.pipelines.runs import compare_seeds, run_namespace
 
 from .nodes import plot_routes, summarise_routes, tabulate_runs
-
-DEFAULT_SEEDS = (42,)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Ingestion once, each route once per seed (same data and split), then the table."""
-    seeds = [int(s) for s in build_parameter("compare.seeds", DEFAULT_SEEDS)]
-    runs = [build_route(r, seed=s, ingestion=False) for r in sorted(ROUTES) for s in seeds]
-    metrics = [f"{run_namespace(r, s)}.metrics" for r in sorted(ROUTES) for s in seeds]
+    namespaces = [run_namespace(r, s) for r in sorted(ROUTES) for s in compare_seeds()]
+    runs = [
+        build_route(r, ingestion=False, namespace=run_namespace(r, s))
+        for r in sorted(ROUTES)
+        for s in compare_seeds()
+    ]
     table = Pipeline(
         [
-            node(tabulate_runs, metrics, "route_comparison", name="tabulate_runs"),
+            node(
+                tabulate_runs,
+                [f"{ns}.metrics" for ns in namespaces],
+                "route_comparison",
+                name="tabulate_runs",
+            ),
             node(summarise_routes, "route_comparison", "route_summary", name="summarise_routes"),
             node(plot_routes, "route_comparison", "route_comparison_plot", name="plot_routes"),
         ],

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from plankton_kedro.engine.collection.download import download, sha256_of
 from plankton_kedro.engine.config import DownloadParams
-from plankton_kedro.engine.download import download, sha256_of
 
 logger = logging.getLogger(__name__)
 

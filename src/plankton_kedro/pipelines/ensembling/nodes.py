@@ -9,19 +9,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.engine.calibration import (
-    choose_rejection_threshold,
-    fit_temperature,
-    rejection_report,
-)
+from plankton_kedro.engine.checkpoint import Checkpoint, EnsembleCheckpoint
 from plankton_kedro.engine.config import EnsemblingParams, EvaluationParams
-from plankton_kedro.engine.ensemble import (
-    ensemble_checkpoint,
-    ensemble_predictions,
-    greedy_forward_selection,
-)
-from plankton_kedro.engine.metrics import classification_report
-from plankton_kedro.engine.stages import StageInputError, predict_splits
+from plankton_kedro.engine.errors import StageInputError
+from plankton_kedro.lazy import lazy_import
+
+calibration = lazy_import("plankton_kedro.engine.analysis.calibration")
+ensemble = lazy_import("plankton_kedro.engine.analysis.ensemble")
+inference = lazy_import("plankton_kedro.engine.modelling.inference")
+metrics = lazy_import("plankton_kedro.engine.analysis.metrics")
 
 logger = logging.getLogger(__name__)
 
@@ -33,29 +29,29 @@ def build_ensemble(
     manifest: pd.DataFrame,
     ensembling: EnsemblingParams,
     evaluation: EvaluationParams,
-    *member_models: dict[str, Any],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+    *member_models: Checkpoint,
+) -> tuple[EnsembleCheckpoint, dict[str, Any]]:
     """The ensemble artefact and its report (members, selection, ensemble on test), with an
     "unknown" threshold chosen on the ensemble's validation probabilities."""
     names = [member.name for member in ensembling.members]
     members = dict(zip(names, member_models, strict=True))
-    classes = {tuple(m["class_names"]) for m in members.values()}
+    classes = {tuple(m.class_names) for m in members.values()}
     if len(classes) != 1:
         raise StageInputError("ensemble members were trained on different class sets")
     class_names = list(classes.pop())
     outputs = {
-        name: predict_splits(model, image_cache, manifest, splits=("val", "test"))
+        name: inference.predict_splits(model, image_cache, manifest, splits=("val", "test"))
         for name, model in members.items()
     }
     val_labels = next(iter(outputs.values()))["val"]["labels"]
     test_labels = next(iter(outputs.values()))["test"]["labels"]
     temperatures = {
-        name: fit_temperature(o["val"]["logits"], val_labels)
+        name: calibration.fit_temperature(o["val"]["logits"], val_labels)
         if ensembling.calibrate_members
         else 1.0
         for name, o in outputs.items()
     }
-    selection = greedy_forward_selection(
+    selection = ensemble.greedy_forward_selection(
         {name: o["val"]["logits"] for name, o in outputs.items()},
         val_labels,
         metric=ensembling.metric,
@@ -64,32 +60,34 @@ def build_ensemble(
         allow_repeats=ensembling.allow_repeats,
         temperatures=temperatures,
     )
-    probabilities = ensemble_predictions(
+    probabilities = ensemble.ensemble_predictions(
         {name: o["test"]["logits"] for name, o in outputs.items()},
         selection,
         temperatures=temperatures,
     )
-    val_probabilities = ensemble_predictions(
+    val_probabilities = ensemble.ensemble_predictions(
         {name: o["val"]["logits"] for name, o in outputs.items()},
         selection,
         temperatures=temperatures,
     )
-    threshold = choose_rejection_threshold(
+    threshold = calibration.choose_rejection_threshold(
         val_probabilities, val_labels, evaluation.target_precision
     )
-    ensemble_test = classification_report(
+    ensemble_test = metrics.classification_report(
         test_labels, probabilities.argmax(1), class_names, scores=probabilities
     )
     report = {
         "members": {
             name: {
-                "route": members[name].get("route"),
-                "model_name": members[name]["model_name"],
-                "checkpoint_version": members[name].get("version"),
+                "route": members[name].identity.route,
+                "model_name": members[name].model_name,
+                "checkpoint_version": members[name].version,
                 "temperature": temperatures[name],
                 f"val_{ensembling.metric}": selection["member_val_scores"][name],
                 "test": _headline(
-                    classification_report(test_labels, o["test"]["logits"].argmax(1), class_names)
+                    metrics.classification_report(
+                        test_labels, o["test"]["logits"].argmax(1), class_names
+                    )
                 ),
             }
             for name, o in outputs.items()
@@ -100,7 +98,9 @@ def build_ensemble(
             "test": {k: v for k, v in ensemble_test.items() if k != "per_class"},
             "open_set": {
                 "chosen_on_val": threshold,
-                "test": rejection_report(probabilities, test_labels, threshold["threshold"]),
+                "test": calibration.rejection_report(
+                    probabilities, test_labels, threshold["threshold"]
+                ),
             },
         },
         "dataset": str(manifest.attrs.get("dataset")),
@@ -117,8 +117,9 @@ def build_ensemble(
         ensemble_test["accuracy"],
         ensemble_test["f1_macro"],
     )
-    artefact = ensemble_checkpoint(members, selection, temperatures)
-    artefact["rejection_threshold"] = threshold["threshold"]
+    artefact = EnsembleCheckpoint.from_selection(
+        members, selection, temperatures, rejection_threshold=threshold["threshold"]
+    )
     return artefact, report
 
 

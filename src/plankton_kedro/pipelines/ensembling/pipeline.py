@@ -5,30 +5,23 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline, node
 
-from plankton_kedro.engine.config import EnsembleMember
-from plankton_kedro.pipelines.build_parameters import build_parameter
+from plankton_kedro.pipelines.assembly import build_route
 from plankton_kedro.pipelines.ingestion.pipeline import create_pipeline as ingestion
-from plankton_kedro.pipelines.routes import build_route
+from plankton_kedro.pipelines.runs import ENSEMBLE_PREFIX, ensemble_members
 
 from .nodes import build_ensemble
 
-NAMESPACE_PREFIX = "ensemble_"
-
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Ingestion once, one route copy per member (namespace ``ensemble_<name>``), selection."""
-    members = [EnsembleMember(**m) for m in build_parameter("ensembling.members", [])]
+    """Ingestion once, one route copy per member (namespace ``ensemble_<name>``, parameters
+    ``runs.ensemble_<name>``), then the selection."""
+    members = ensemble_members()
     if not members:
         return Pipeline([])
+    namespaces = [f"{ENSEMBLE_PREFIX}{m['name']}" for m in members]
     copies = [
-        build_route(
-            m.route,
-            seed=m.seed,
-            ingestion=False,
-            namespace=f"{NAMESPACE_PREFIX}{m.name}",
-            member=m.model_dump(),
-        )
-        for m in members
+        build_route(m.get("route", "two_stage"), ingestion=False, namespace=namespace)
+        for m, namespace in zip(members, namespaces, strict=True)
     ]
     select = node(
         build_ensemble,
@@ -37,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             "target_manifest",
             "params:ensembling",
             "params:evaluation",
-            *(f"{NAMESPACE_PREFIX}{m.name}.target_model" for m in members),
+            *(f"{namespace}.target_model" for namespace in namespaces),
         ],
         ["ensemble_model", "ensemble_report"],
         name="build_ensemble",

@@ -8,27 +8,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
+from plankton_kedro.engine.checkpoint import Checkpoint
 from plankton_kedro.engine.config import EvaluationParams
-from plankton_kedro.engine.features import (
-    feature_frame,
-    feature_sets_in,
-    fit_feature_classifiers,
-)
-from plankton_kedro.engine.stages import evaluation_report, predict_splits
+from plankton_kedro.lazy import lazy_import
+
+feature_path = lazy_import("plankton_kedro.engine.analysis.features")
+inference = lazy_import("plankton_kedro.engine.modelling.inference")
+report = lazy_import("plankton_kedro.engine.analysis.report")
 
 logger = logging.getLogger(__name__)
 
 
 def predict_target_splits(
-    target_model: dict[str, Any],
+    target_model: Checkpoint,
     image_cache: np.ndarray,
     manifest: pd.DataFrame,
     evaluation: EvaluationParams,
 ) -> dict[str, dict[str, Any]]:
     """Logits and bottleneck features of the model on the target train, val and test splits."""
-    return predict_splits(
+    return inference.predict_splits(
         target_model,
         image_cache,
         manifest,
@@ -38,14 +37,14 @@ def predict_target_splits(
 
 
 def evaluate_on_target_test(
-    target_model: dict[str, Any],
+    target_model: Checkpoint,
     manifest: pd.DataFrame,
     predictions: dict[str, dict[str, Any]],
     evaluation: EvaluationParams,
-) -> tuple[dict[str, Any], dict[str, Any], Figure, Figure]:
+) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
     """Test metrics, the calibration stored with the model (temperature, "unknown" threshold,
-    both fitted on validation), confusion matrix and reliability diagram."""
-    metrics, calibration, confusion, reliability = evaluation_report(
+    both fitted on validation), confusion matrix and reliability diagram (figures)."""
+    metrics, calibration, confusion, reliability = report.evaluation_report(
         target_model,
         manifest,
         predictions,
@@ -70,11 +69,11 @@ def evaluate_on_target_test(
 
 
 def extract_features(
-    target_model: dict[str, Any], predictions: dict[str, dict[str, Any]]
+    target_model: Checkpoint, predictions: dict[str, dict[str, Any]]
 ) -> pd.DataFrame:
     """The 512-d bottleneck features (and backbone features, when predicted) of every
     target image, as a table."""
-    return feature_frame(predictions, target_model["class_names"])
+    return feature_path.feature_frame(predictions, target_model.class_names)
 
 
 def classify_features(
@@ -85,8 +84,8 @@ def classify_features(
     head = {k: metrics[k] for k in ("accuracy", "f1_macro", "f1_micro", "balanced_accuracy")}
     if not settings.enabled:
         return {"fine_tuned_head": head, "skipped": "evaluation.feature_classifiers.enabled=false"}
-    report = {
-        feature_set: fit_feature_classifiers(
+    fitted = {
+        feature_set: feature_path.fit_feature_classifiers(
             features,
             feature_set=feature_set,
             c_grid=settings.c_grid,
@@ -94,6 +93,6 @@ def classify_features(
             max_train_images=settings.max_train_images,
             seed=settings.seed,
         )
-        for feature_set in feature_sets_in(features)
+        for feature_set in feature_path.feature_sets_in(features)
     }
-    return {"fine_tuned_head": head, **report, "checkpoint_version": metrics["checkpoint_version"]}
+    return {"fine_tuned_head": head, **fitted, "checkpoint_version": metrics["checkpoint_version"]}

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline
 
-from plankton_kedro.pipelines.routes import build_route
+from plankton_kedro.pipelines.assembly import build_route
 
 
 def create_pipeline(**kwargs) -> Pipeline:

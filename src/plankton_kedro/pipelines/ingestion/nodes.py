@@ -11,16 +11,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.datasets.image_source import ImageSource, MergedImageSource
-from plankton_kedro.engine.config import DataParams, IngestionParams, SplitParams
-from plankton_kedro.engine.scan import scan_images
-from plankton_kedro.engine.splits import (
+from plankton_kedro.engine.collection.provenance import CachePreprocessing, record_preprocessing
+from plankton_kedro.engine.collection.scan import scan_images
+from plankton_kedro.engine.collection.sources import ImageSource, MergedImageSource
+from plankton_kedro.engine.collection.splits import (
     classes_missing_splits,
     keep_duplicates_together,
     split_from_lists,
     split_table,
     stratified_split,
 )
+from plankton_kedro.engine.config import DataParams, IngestionParams, SplitParams
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ def scan_collection(
         records = records.rename(columns={"part": images.part_column})
     records.attrs["dataset"] = images.name
     records.attrs["part_column"] = images.part_column
+    record_preprocessing(records, CachePreprocessing(cache_size=data.cache_size, fill=data.fill))
     summary = {
         "source": {
             "location": str(images.location),
@@ -150,6 +152,7 @@ def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataF
     manifest = records.assign(split=assigned, split_source=source)[columns]
     manifest = manifest.reset_index(drop=True)
     manifest.attrs["dataset"] = records.attrs.get("dataset")
+    manifest.attrs["preprocessing"] = records.attrs.get("preprocessing")
     return manifest
 
 

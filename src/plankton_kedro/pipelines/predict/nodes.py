@@ -7,24 +7,29 @@ from typing import Any
 
 import pandas as pd
 
-from plankton_kedro.datasets.image_source import ImageSource
+from plankton_kedro.engine.checkpoint import EnsembleCheckpoint
+from plankton_kedro.engine.collection.sources import ImageSource, MergedImageSource
 from plankton_kedro.engine.config import PredictParams
-from plankton_kedro.engine.predict import Classifier, class_counts, predict_files
+from plankton_kedro.lazy import lazy_import
+
+classify = lazy_import("plankton_kedro.engine.modelling.classify")
 
 logger = logging.getLogger(__name__)
 
 
 def predict_images(
-    predict_images: ImageSource, predict_model: dict[str, Any], predict: PredictParams
+    predict_images: ImageSource | MergedImageSource,
+    predict_model: dict[str, Any],
+    predict: PredictParams,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
     """Predictions table, class counts, report (skipped files, speed, model) and embeddings."""
     model, calibration = predict_model["model"], predict_model["calibration"]
-    classifier = Classifier(model, calibration)
+    classifier = classify.Classifier(model, calibration)
 
     def progress(done: int, seconds: float) -> None:
         logger.info("%s: %d files · %.0f images/s", predict_images.name, done, done / seconds)
 
-    result = predict_files(
+    result = classify.predict_files(
         classifier,
         predict_images.iter_files(),
         batch_size=predict.batch_size,
@@ -36,7 +41,7 @@ def predict_images(
     )
     skipped = sorted([*predict_images.skipped, *result.skipped], key=lambda s: s.path)
     n = len(result.predictions)
-    counts = class_counts(result.predictions, classifier.class_names)
+    counts = classify.class_counts(result.predictions, classifier.class_names)
     report = {
         "source": {
             "location": str(predict_images.location),
@@ -46,10 +51,12 @@ def predict_images(
             else list(predict_images.frame_crop.templates),
         },
         "model": {
-            "kind": model.get("kind", "checkpoint"),
-            "route": model.get("run", model.get("route")),
-            "model_name": model.get("model_name", model.get("member_names")),
-            "version": model.get("version"),
+            "kind": model.kind,
+            "route": None if isinstance(model, EnsembleCheckpoint) else model.label,
+            "model_name": model.member_names
+            if isinstance(model, EnsembleCheckpoint)
+            else model.model_name,
+            "version": model.version,
             "temperature": classifier.temperatures
             if classifier.is_ensemble
             else classifier.temperatures[0],

@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, node
 
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAINING_TAG, Route
-from plankton_kedro.pipelines.training_nodes import (
-    SETTINGS,
-    stage_pipeline,
-    train,
-    training_node,
-)
+from plankton_kedro.pipelines.runs import RUNS_KEY
+from plankton_kedro.pipelines.training_nodes import SETTINGS, train_on_source
 
 
-def pretrain_route(
-    route: Route,
-    namespace: str | None = None,
-    seed: int | None = None,
-    member: dict | None = None,
-) -> Pipeline:
-    """source_image_cache + source_manifest -> <namespace>.source_model."""
+def pretrain_route(route: Route, namespace: str | None = None) -> Pipeline:
+    """source_image_cache + source_manifest -> <namespace>.source_model, with the run's
+    parameters ``runs.<namespace>``."""
     namespace = namespace or route.name
     tags = [TRAINING_TAG] + ([PRETRAINED_WEIGHTS_TAG] if route.stage1_init == "pretrained" else [])
-    stage = training_node(
-        train,
-        ["image_cache", "manifest", *(f"params:{p}" for p in SETTINGS), "params:pretraining"],
+    stage = node(
+        train_on_source,
+        [
+            "image_cache",
+            "manifest",
+            *(f"params:{p}" for p in SETTINGS),
+            "params:pretraining",
+            "params:run",
+        ],
         "source_model",
         name="train_on_source",
         tags=tags,
-        route=route.name,
-        stage="pretraining",
-        backbone_init=route.stage1_init,
-        run_name=namespace,
-        seed=seed,
-        member=member,
     )
-    return stage_pipeline(stage, namespace, "source", "pretraining")
+    return Pipeline(
+        [stage],
+        namespace=namespace,
+        inputs={"image_cache": "source_image_cache", "manifest": "source_manifest"},
+        parameters={
+            **{p: p for p in (*SETTINGS, "pretraining")},
+            "run": f"{RUNS_KEY}.{namespace}",
+        },
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:

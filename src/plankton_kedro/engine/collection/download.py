@@ -20,15 +20,13 @@ from typing import BinaryIO
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
+from plankton_kedro.engine.errors import DownloadError
+
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int | None], None]
 
 LOG_INTERVAL_S = 5.0
-
-
-class DownloadError(RuntimeError):
-    """Clear, user-facing reason a download failed (offline, HTTP error, checksum mismatch)."""
 
 
 def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.signal import fftconvolve
+
+from plankton_kedro.engine.errors import CollectionError
 
 # Named template sets shipped as package data (src/plankton_kedro/templates/).
 SHIPPED_TEMPLATES = {"zooscan": ("zooscan_scale_bar.png",)}
@@ -45,9 +46,9 @@ class FrameCrop:
             threshold=float(setting.get("threshold", DEFAULT_THRESHOLD)),
         )
         if not crop.templates:
-            raise ValueError("frame_crop: give a shipped template set or template file paths")
+            raise CollectionError("frame_crop: give a shipped template set or template file paths")
         if not 0 < crop.threshold <= 1:
-            raise ValueError(f"frame_crop: threshold must be in (0, 1], got {crop.threshold}")
+            raise CollectionError(f"frame_crop: threshold must be in (0, 1], got {crop.threshold}")
         load_templates(crop.templates)  # fail now, naming the file, not in every image
         return crop
 
@@ -74,14 +75,18 @@ def _load_templates(names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
 def _read_template(path: Path) -> np.ndarray:
     if not path.is_file():
         shipped = ", ".join(SHIPPED_TEMPLATES)
-        raise ValueError(f"frame_crop: template {path} does not exist (shipped sets: {shipped})")
+        raise CollectionError(
+            f"frame_crop: template {path} does not exist (shipped sets: {shipped})"
+        )
     try:
         with Image.open(path) as img:
             template = np.asarray(img.convert("L"), dtype=np.float64)
     except OSError as exc:
-        raise ValueError(f"frame_crop: template {path} is not a readable image ({exc})") from exc
+        raise CollectionError(
+            f"frame_crop: template {path} is not a readable image ({exc})"
+        ) from exc
     if template.std() == 0:
-        raise ValueError(f"frame_crop: template {path} is a flat image; nothing to match")
+        raise CollectionError(f"frame_crop: template {path} is a flat image; nothing to match")
     return template
 
 
@@ -137,6 +142,8 @@ def best_match(
 def normalised_cross_correlation(image: np.ndarray, template: np.ndarray) -> np.ndarray:
     """Zero-mean normalised cross-correlation of ``template`` at every position where it fits
     inside ``image`` (scores in [-1, 1]; flat image windows score 0)."""
+    from scipy.signal import fftconvolve  # 1 s to import: only when a collection asks for it
+
     height, width = template.shape
     centred = template - template.mean()
     correlation = fftconvolve(image, centred[::-1, ::-1], mode="valid")

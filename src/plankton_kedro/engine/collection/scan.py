@@ -9,9 +9,6 @@ from __future__ import annotations
 import gc
 import hashlib
 import multiprocessing
-import struct
-import tempfile
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -19,38 +16,16 @@ from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from posixpath import splitext
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.engine.frame_crop import FrameCrop, crop_frame
-from plankton_kedro.engine.imaging import ImageDecodeError, load_image, pad_and_resize, to_rgb
+from .frame_crop import FrameCrop, crop_frame
+from .imaging import ImageDecodeError, load_image, pad_and_resize, to_rgb
+from .layouts import LAYOUTS, SkippedFile, class_of_folder, label_and_split, skip_reason
+from .spool import NpySpool
 
-IMAGE_EXTENSIONS = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".gif",
-    ".webp",
-    ".pgm",
-    ".ppm",
-    ".pbm",
-}
-# Lower-cased names of files that operating systems drop into folders.
-SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini"}
-# How a collection's paths carry labels (and official splits):
-#   imagefolder:   [top/]<class>/<image>             stratified split made at ingestion
-#   split_folders: [top/]<split>/<class>/<image>     the data set's official train/val/test
-#   unlabelled:    any nesting, no labels            (prediction)
-# A collection merged from several parts (e.g. WHOI's yearly archives) prefixes every path
-# with its part: <part>/<path as above>.
-LAYOUTS = ("imagefolder", "split_folders", "unlabelled")
-OFFICIAL_SPLITS = ("train", "val", "test")
 RECORD_DTYPES = {
     "rel_path": str,
     "label": str,
@@ -63,14 +38,6 @@ RECORD_DTYPES = {
     "sha1": str,
     "frame_cropped": bool,  # a scale bar was found and removed (frame_crop)
 }
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file left out of the data set, and why."""
-
-    path: str
-    reason: str
 
 
 class FileSource(Protocol):
@@ -127,7 +94,7 @@ def scan_images(
     excluded: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     rejected: list[SkippedFile] = []
-    spool = _NpySpool(spool_dir, size) if spool_dir is not None else None
+    spool = NpySpool(spool_dir, size) if spool_dir is not None else None
     in_memory: list[np.ndarray] = []
     decoded = decode_files(
         source.iter_files(),
@@ -165,52 +132,6 @@ def scan_images(
     )
 
 
-def _remove(path: str) -> None:
-    Path(path).unlink(missing_ok=True)
-
-
-class _NpySpool:
-    """Decoded pixels appended to a ``.spool-*.npy`` file in `folder`, returned memory-mapped.
-
-    The file is a finished ``.npy`` cache: ImageCacheDataset saves it with a hard link
-    instead of a copy (no second pass over the pixels, no second copy on disk, which for a
-    0.5 TB cache matters). Its name is removed once the memory map is released, or at exit.
-    """
-
-    HEADER_BYTES = 128  # fixed, so the final count can be written over the placeholder
-    WRITE_BUFFER = 1 << 20  # one write call per ~64 images at 73 px, not one per image
-
-    def __init__(self, folder: str | Path, size: int):
-        self.size = size
-        self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in `mapped`)
-            dir=folder, prefix=".spool-", suffix=".npy", delete=False, buffering=self.WRITE_BUFFER
-        )
-        self._cleanup = weakref.finalize(self, _remove, self.file.name)
-        self.file.write(self._header(0))
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-
-    def mapped(self, count: int) -> np.ndarray:
-        """The pixels as a read-only memory map of the finished ``.npy`` file."""
-        self.file.seek(0)
-        self.file.write(self._header(count))
-        self.file.close()
-        self._cleanup.detach()
-        if count == 0:
-            _remove(self.file.name)
-            return np.empty((0, self.size, self.size, 3), dtype=np.uint8)
-        images = np.load(self.file.name, mmap_mode="r", allow_pickle=False)
-        weakref.finalize(images, _remove, self.file.name)
-        return images
-
-    def _header(self, count: int) -> bytes:
-        shape = (count, self.size, self.size, 3)
-        header = repr({"descr": "|u1", "fortran_order": False, "shape": shape})
-        body = header.ljust(self.HEADER_BYTES - 11).encode("latin1") + b"\n"
-        return np.lib.format.magic(1, 0) + struct.pack("<H", len(body)) + body
-
-
 def decode_files(
     files: Iterable[tuple[str, bytes]],
     *,
@@ -236,27 +157,6 @@ def decode_files(
     yield from _ordered_map(examine, files, workers)
 
 
-def _skip_reason(rel_path: str, layout: str = "imagefolder") -> str | None:
-    """Why a file cannot be an image of a class, judged from its path alone; None if it may be."""
-    name = rel_path.rsplit("/", 1)[-1]
-    if name.lower() in SYSTEM_FILES:
-        return "not an image file (system file)"
-    extension = splitext(name)[1].lower()
-    if not extension:
-        return "not an image file (no extension)"
-    if extension not in IMAGE_EXTENSIONS:
-        return f"not an image file (extension '{extension}')"
-    parts = rel_path.split("/")
-    if layout == "split_folders":
-        if parts[0] not in OFFICIAL_SPLITS:
-            return f"not inside a {'/'.join(OFFICIAL_SPLITS)} folder"
-        if len(parts) < 3:
-            return "not inside a class folder"
-    elif layout == "imagefolder" and len(parts) < 2:
-        return "not inside a class folder"
-    return None
-
-
 def _examine(
     item: tuple[str, bytes],
     *,
@@ -269,7 +169,7 @@ def _examine(
     """Decode one file into its record and pixels, or say why it is skipped."""
     rel_path, data = item
     part, in_part = rel_path.split("/", 1) if parted else ("", rel_path)
-    reason = _skip_reason(in_part, layout)
+    reason = skip_reason(in_part, layout)
     if reason is not None:
         return SkippedFile(rel_path, reason)
     try:
@@ -282,7 +182,7 @@ def _examine(
         return SkippedFile(rel_path, str(exc))
     row = {
         "rel_path": rel_path,
-        **_label_and_split(in_part, layout),
+        **label_and_split(in_part, layout),
         "part": part,
         "width": img.width,
         "height": img.height,
@@ -292,13 +192,6 @@ def _examine(
         "frame_cropped": cropped,
     }
     return row, pixels
-
-
-def _label_and_split(rel_path: str, layout: str) -> dict[str, str]:
-    parts = rel_path.split("/")
-    if layout == "split_folders":
-        return {"label": parts[1], "official_split": parts[0]}
-    return {"label": parts[0] if layout == "imagefolder" else "", "official_split": ""}
 
 
 def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
@@ -366,13 +259,11 @@ def _empty_classes(
     parted: bool = False,
 ) -> list[str]:
     """Class folders (from directories and rejected class files) that kept no usable image."""
-    if layout == "unlabelled":
-        return []
-    depth = 1 if layout == "split_folders" else 0  # where the class name sits in a path
-    candidates = [(d, depth + 1) for d in dirs] + [(r.path, depth + 2) for r in rejected]
+    candidates = [(d, False) for d in dirs] + [(r.path, True) for r in rejected]
     classes = set()
-    for path, min_parts in candidates:
-        parts = path.split("/")[1:] if parted else path.split("/")
-        if len(parts) >= min_parts and (not depth or parts[0] in OFFICIAL_SPLITS):
-            classes.add(parts[depth])
+    for path, is_file in candidates:
+        in_part = "/".join(path.split("/")[1:]) if parted else path
+        label = class_of_folder(in_part, layout, is_file=is_file) if in_part else None
+        if label is not None:
+            classes.add(label)
     return sorted(classes - used)

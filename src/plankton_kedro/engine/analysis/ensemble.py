@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from plankton_kedro.engine.calibration import softmax
-from plankton_kedro.engine.metrics import selection_score
+from .calibration import softmax
+from .metrics import selection_score
 
 MODES = ("probabilities", "logits")
 
@@ -184,26 +184,3 @@ def _check_labels(labels: np.ndarray, arrays: list[np.ndarray]) -> None:
             f"val_labels have shape {labels.shape}, expected ({arrays[0].shape[0]},) "
             "to match the validation logits"
         )
-
-
-def ensemble_checkpoint(
-    members: Mapping[str, dict], selection: dict, temperatures: Mapping[str, float]
-) -> dict:
-    """The ensemble as one self-describing artefact: the selected members' checkpoints with
-    their weights and temperatures, usable for prediction like a single model."""
-    chosen = [name for name in sorted(members) if name in selection["weights"]]
-    first = members[chosen[0]]
-    return {
-        "kind": "ensemble",
-        "class_names": list(first["class_names"]),
-        "image_size": first["image_size"],
-        "cache_size": first["cache_size"],
-        "fill": first["fill"],
-        "mode": selection["mode"],
-        "member_names": chosen,
-        "weights": [float(selection["weights"][n]) for n in chosen],
-        "temperatures": [float(temperatures.get(n, 1.0)) for n in chosen],
-        "members": [{k: v for k, v in members[n].items() if k != "version"} for n in chosen],
-        "member_versions": [members[n].get("version") for n in chosen],
-        "selection": selection,
-    }

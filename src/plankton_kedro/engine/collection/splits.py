@@ -1,13 +1,27 @@
-"""Stratified, seeded train/val/test splits that never drop a class."""
+"""Train/val/test splits: stratified and seeded, or the data set's official ones read from
+split lists or a split table; never a class dropped, never a duplicate across splits."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from posixpath import splitext
 
 import numpy as np
 import pandas as pd
 
+from plankton_kedro.engine.errors import CollectionError
+
 SPLITS = ("train", "val", "test")
+# Spellings of official split names found in split tables.
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 
 def split_counts(n: int, val: float, test: float) -> tuple[int, int, int]:
@@ -125,3 +139,45 @@ def classes_missing_splits(
                 + f", none in {', '.join(absent)}"
             )
     return tiny
+
+
+def read_split_table(path: str, key: str, split: str = "split") -> dict[str, list[str]]:
+    """``{split: [image keys]}`` from a CSV table (``.csv`` or ``.csv.gz``) with one row per
+    image: a ``key`` column (path, file name or file name without extension) and a ``split``
+    column (train/val/test; training/valid/validation/testing are understood)."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CollectionError(f"split_table: {path} does not exist")
+    try:
+        table = pd.read_csv(file, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise CollectionError(f"split_table: {path} is not a readable CSV table ({exc})") from exc
+    missing = [column for column in (key, split) if column not in table.columns]
+    if missing:
+        raise CollectionError(
+            f"split_table: {path} has no column {missing}; its columns: {list(table.columns)}"
+        )
+    names = table[split].str.strip().str.lower()
+    unknown = sorted(set(names) - set(SPLIT_NAMES))
+    if unknown:
+        raise CollectionError(
+            f"split_table: {path} column '{split}' has values {unknown[:5]} that are not "
+            "train/val/test"
+        )
+    lists: dict[str, list[str]] = {}
+    for entry, name in zip(table[key], names, strict=True):
+        lists.setdefault(SPLIT_NAMES[name], []).append(entry)
+    return lists
+
+
+def read_split_lists(paths: dict[str, str]) -> dict[str, list[str]]:
+    """``{split: [entries]}`` from official split list files (one image path per line)."""
+    lists = {}
+    for split, path in paths.items():
+        if split not in SPLITS:
+            raise CollectionError(f"split_lists: '{split}' is not one of {', '.join(SPLITS)}")
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise CollectionError(f"split_lists: the {split} list {path} does not exist")
+        lists[split] = file.read_text(encoding="utf-8", errors="replace").splitlines()
+    return lists

@@ -1,4 +1,5 @@
-"""The paper's network: timm backbone -> 512-d bottleneck -> weight-normalised classifier."""
+"""Pretrained backbone weights: timm's ImageNet weights from the local hub cache or the hub,
+or a local weights file, with errors that say how to work offline."""
 
 from __future__ import annotations
 
@@ -10,86 +11,19 @@ from urllib.parse import urlparse
 
 import huggingface_hub
 import timm
-import torch
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
+
+from plankton_kedro.engine.errors import WeightsUnavailableError
 
 logger = logging.getLogger(__name__)
 
 
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could not be obtained or do not fit the requested model."""
-
-
-class PlanktonNet(nn.Module):
-    """Backbone features -> bottleneck (Linear, BN or LN, ReLU or GELU) -> classifier.
-
-    The normalisation and activation of the bottleneck follow the backbone's family:
-    BatchNorm1d + ReLU for convolutional nets with BatchNorm2d and ReLU, LayerNorm + GELU
-    otherwise (ViTs, ConvNeXt), as in the paper's code.
-    """
-
-    def __init__(self, backbone: nn.Module, num_classes: int, bottleneck_dim: int = 512):
-        super().__init__()
-        self.backbone = backbone
-        modules = list(backbone.modules())
-        has_batchnorm = any(isinstance(m, nn.BatchNorm2d) for m in modules)
-        uses_relu = any(isinstance(m, nn.ReLU | nn.ReLU6) for m in modules)
-        self.bottleneck = nn.Sequential(
-            nn.Linear(backbone.num_features, bottleneck_dim),
-            nn.BatchNorm1d(bottleneck_dim) if has_batchnorm else nn.LayerNorm(bottleneck_dim),
-            nn.ReLU(inplace=True) if uses_relu else nn.GELU(),
-        )
-        self.classifier = weight_norm(nn.Linear(bottleneck_dim, num_classes))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return backbone features, bottleneck features and class logits."""
-        features = self.backbone(images)
-        embedding = self.bottleneck(features)
-        return features, embedding, self.classifier(embedding)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A fresh classifier for another class set (stage 2 of a transfer route)."""
-        dim = self.classifier.in_features
-        self.classifier = weight_norm(nn.Linear(dim, num_classes))
-
-    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by part, for per-part learning rates."""
-        return {
-            "backbone": list(self.backbone.parameters()),
-            "bottleneck": list(self.bottleneck.parameters()),
-            "classifier": list(self.classifier.parameters()),
-        }
-
-
-def build_model(
-    name: str, num_classes: int, *, pretrained: str = "none", bottleneck_dim: int = 512
-) -> tuple[PlanktonNet, str | None]:
-    """Build ``PlanktonNet`` on timm backbone ``name``; return it and the weights' identity.
-
-    ``pretrained`` is ``none`` (random init), ``imagenet`` (timm's default pretrained tag,
-    downloaded from the hub) or the path of a local timm weights file. The identity is the
-    exact timm tag (e.g. ``convnext_base.fb_in22k``) or the file path, ``None`` for random.
-    """
-    if pretrained == "none":
-        backbone = timm.create_model(name, pretrained=False, num_classes=0)
-        source = None
-    elif pretrained == "imagenet":
-        backbone = _imagenet_backbone(name)
-        source = _pretrained_tag(backbone, name)
-    else:
-        backbone = timm.create_model(name, pretrained=False, num_classes=0)
-        load_backbone_weights(backbone, Path(pretrained), name)
-        source = str(pretrained)
-    return PlanktonNet(backbone, num_classes, bottleneck_dim), source
-
-
 def check_imagenet_weights(name: str) -> str:
     """Fetch (or find cached) ImageNet weights for ``name``; return their tag or fail clearly."""
-    return _pretrained_tag(_imagenet_backbone(name), name)
+    return pretrained_tag(imagenet_backbone(name), name)
 
 
-def _imagenet_backbone(name: str) -> nn.Module:
+def imagenet_backbone(name: str) -> nn.Module:
     """timm's pretrained backbone: from the local hub cache if there, else downloaded."""
     try:
         with _hub_offline():
@@ -124,7 +58,7 @@ def _hub_offline():
         huggingface_hub.constants.HF_HUB_OFFLINE = previous
 
 
-def _pretrained_tag(backbone: nn.Module, name: str) -> str:
+def pretrained_tag(backbone: nn.Module, name: str) -> str:
     cfg = getattr(backbone, "pretrained_cfg", None) or {}
     architecture = cfg.get("architecture", name.split(".")[0])
     tag = cfg.get("tag")

@@ -2,7 +2,7 @@
 
 For collections whose cache outgrows one machine's memory or local disk (WHOI at 224 px is
 ~0.5 TB): shards can live on any fsspec filesystem and be streamed, and training visits
-them in sequence (see :class:`~plankton_kedro.engine.data.EpochSampler`'s ``blocks``) so
+them in sequence (see :class:`~plankton_kedro.engine.modelling.data.EpochSampler`'s ``blocks``) so
 every shard is read once per pass, front to back, instead of one image at a time at random.
 
 Row ``i`` is still manifest row ``i``; which rows a shard holds is a seeded permutation cut

@@ -19,13 +19,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .calibration import softmax
+from plankton_kedro.engine.analysis.calibration import softmax
+from plankton_kedro.engine.analysis.ensemble import combine
+from plankton_kedro.engine.checkpoint import AnyCheckpoint, EnsembleCheckpoint
+from plankton_kedro.engine.collection.frame_crop import FrameCrop
+from plankton_kedro.engine.collection.layouts import SkippedFile
+from plankton_kedro.engine.collection.scan import decode_files
+
 from .data import normalise
-from .ensemble import combine
-from .frame_crop import FrameCrop
-from .scan import SkippedFile, decode_files
-from .stages import model_from_checkpoint
-from .training import resolve_device
+from .model import model_from_checkpoint
+from .runtime import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -43,32 +46,30 @@ class PredictionResult:
 
 
 class Classifier:
-    """A checkpoint or an ensemble checkpoint, ready to turn uint8 crops into probabilities."""
+    """A checkpoint or an ensemble, ready to turn uint8 cache-sized images into probabilities."""
 
-    def __init__(self, model: dict[str, Any], calibration: dict[str, Any] | None = None):
-        self.is_ensemble = model.get("kind") == "ensemble"
-        members = model["members"] if self.is_ensemble else [model]
-        self.class_names = list(model["class_names"])
-        self.cache_size, self.crop, self.fill = (
-            model["cache_size"],
-            model["image_size"],
-            model["fill"],
-        )
+    def __init__(self, model: AnyCheckpoint, calibration: dict[str, Any] | None = None):
+        self.is_ensemble = isinstance(model, EnsembleCheckpoint)
+        members = model.members if self.is_ensemble else [model]
+        preprocessing = model.preprocessing
+        self.class_names = list(model.class_names)
+        self.cache_size, self.crop = preprocessing.cache_size, preprocessing.image_size
+        self.fill = preprocessing.fill
         self.device = resolve_device("auto")
         self.nets = [model_from_checkpoint(m).to(self.device).eval() for m in members]
         self.norms = [
             (
-                torch.tensor(m["mean"], device=self.device),
-                torch.tensor(m["std"], device=self.device),
+                torch.tensor(m.preprocessing.mean, device=self.device),
+                torch.tensor(m.preprocessing.std, device=self.device),
             )
             for m in members
         ]
-        self.mode = model.get("mode", "probabilities")
-        self.weights = model.get("weights", [1.0])
         if self.is_ensemble:
-            self.temperatures = list(model["temperatures"])
-            self.threshold = model.get("rejection_threshold")
+            self.mode, self.weights = model.mode, list(model.weights)
+            self.temperatures = list(model.temperatures)
+            self.threshold = model.rejection_threshold
         else:
+            self.mode, self.weights = "probabilities", [1.0]
             self.temperatures = [(calibration or {}).get("temperature", 1.0)]
             self.threshold = (calibration or {}).get("rejection_threshold")
 

@@ -8,20 +8,28 @@ same data and settings reuses its result instead of training again.
 
 from __future__ import annotations
 
-import logging
-import os
+import hashlib
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
-logger = logging.getLogger(__name__)
+from plankton_kedro.engine.atomic import atomic_path
+from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
+from plankton_kedro.engine.errors import ResumeMismatchError
 
 STATE_FILE = "state.pt"
-
-
-class ResumeMismatchError(RuntimeError):
-    """An interrupted run exists but was started with other data, classes or settings."""
+# Training settings that do not change what is learned: they may differ on resume.
+OPERATIONAL_SETTINGS = {
+    "device",
+    "devices",
+    "resume",
+    "state_dir",
+    "num_workers",
+    "eval_batch_size",
+    "augment_on_device",
+}
 
 
 class TrainingStateStore:
@@ -58,9 +66,8 @@ class TrainingStateStore:
     def save(self, state: dict[str, Any]) -> None:
         """Write ``state`` atomically (temporary file + rename)."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(f".tmp-{os.getpid()}")
-        torch.save({**state, "fingerprint": self.fingerprint}, temporary)
-        os.replace(temporary, self.path)
+        with atomic_path(self.path) as temporary:
+            torch.save({**state, "fingerprint": self.fingerprint}, temporary)
 
     def discard(self) -> None:
         """Forget any previous state (``training.resume=false`` or a fresh start)."""
@@ -82,3 +89,39 @@ def describe_differences(
             else:
                 differences.append(f"{prefix}{key} ({old!r} then, {new!r} now)")
     return differences
+
+
+def stage_fingerprint(
+    manifest: pd.DataFrame,
+    dataset: str,
+    class_names: list[str],
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    init_weights: dict[str, torch.Tensor] | None,
+) -> dict[str, Any]:
+    """What an interrupted run must share with this one to be resumed by it."""
+    used = manifest[manifest["split"].isin(["train", "val"])]
+    columns = [c for c in ("rel_path", "label", "split", "sha1") if c in used.columns]
+    content = pd.util.hash_pandas_object(used[columns], index=False).to_numpy().tobytes()
+    return {
+        "data": {
+            "dataset": dataset,
+            "train and val images": hashlib.sha1(content).hexdigest(),
+        },
+        "classes": class_names,
+        "model": model.model_dump(),
+        "image settings": data.model_dump(),
+        "training": training.model_dump(exclude=OPERATIONAL_SETTINGS),
+        "initial checkpoint": _weights_digest(init_weights),
+    }
+
+
+def _weights_digest(state_dict: dict[str, torch.Tensor] | None) -> str | None:
+    if state_dict is None:
+        return None
+    digest = hashlib.sha1()
+    for name in sorted(state_dict):
+        digest.update(name.encode())
+        digest.update(state_dict[name].cpu().numpy().tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,108 @@
+"""The evaluation report of one fine-tuned model: test metrics, calibration and an "unknown"
+threshold, everything that is chosen being chosen on the validation split."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from plankton_kedro.engine.checkpoint import Checkpoint
+
+from .calibration import (
+    choose_rejection_threshold,
+    expected_calibration_error,
+    fit_temperature,
+    negative_log_likelihood,
+    rejection_report,
+    reliability_diagram,
+    softmax,
+)
+from .metrics import classification_report, confusion_matrix_figure
+
+
+def evaluation_report(
+    checkpoint: Checkpoint,
+    manifest: pd.DataFrame,
+    predictions: dict[str, dict[str, Any]],
+    *,
+    target_precision: float,
+    calibration_bins: int = 15,
+    top_k: tuple[int, ...] = (3, 5),
+) -> tuple[dict[str, Any], dict[str, Any], Figure, Figure]:
+    """Test metrics, calibration and the "unknown" threshold, all chosen on validation.
+
+    ``predictions``: ``{split: {"labels", "logits"}}`` of the model on ``manifest`` (val and
+    test at least). Returns the metrics, the calibration to store with the model (temperature
+    and rejection threshold), the confusion matrix and the reliability diagram (test split,
+    after temperature scaling).
+    """
+    class_names = list(checkpoint.class_names)
+    identity, history = checkpoint.identity, checkpoint.history
+    dataset = dataset_name(manifest)
+    val, test = predictions["val"], predictions["test"]
+    y_true, logits = test["labels"], test["logits"]
+    y_pred = logits.argmax(1)
+    temperature = fit_temperature(val["logits"], val["labels"])
+    val_probabilities = softmax(val["logits"], temperature)
+    test_probabilities = softmax(logits, temperature)
+    threshold = choose_rejection_threshold(val_probabilities, val["labels"], target_precision)
+    calibration = {
+        "temperature": temperature,
+        "rejection_threshold": threshold["threshold"],
+        "target_precision": target_precision,
+        "fitted_on": "val",
+        "checkpoint_version": checkpoint.version,
+        "manifest_version": manifest.attrs.get("version"),
+    }
+    metrics = {
+        **classification_report(y_true, y_pred, class_names, scores=logits, top_k=top_k),
+        "split": "test",
+        "route": identity.route,
+        "run": checkpoint.label,
+        "seed": identity.seed,
+        "model_name": checkpoint.model_name,
+        "dataset": dataset,
+        "checkpoint_version": checkpoint.version,
+        "manifest_version": manifest.attrs.get("version"),
+        "trained_on_manifest_version": identity.manifest_version,
+        "initial_weights": history.initial_weights,
+        "pretrained_weights": history.pretrained_weights,
+        "best_epoch": history.best_epoch,
+        "image_size": checkpoint.preprocessing.image_size,
+        "calibration": {
+            "temperature": temperature,
+            "bins": calibration_bins,
+            "ece_before": expected_calibration_error(softmax(logits), y_true, calibration_bins),
+            "ece_after": expected_calibration_error(test_probabilities, y_true, calibration_bins),
+            "val_nll_before": negative_log_likelihood(val["logits"], val["labels"]),
+            "val_nll_after": negative_log_likelihood(val["logits"], val["labels"], temperature),
+            "test_nll_before": negative_log_likelihood(logits, y_true),
+            "test_nll_after": negative_log_likelihood(logits, y_true, temperature),
+        },
+        "open_set": {
+            "chosen_on_val": threshold,
+            "test": rejection_report(test_probabilities, y_true, threshold["threshold"]),
+        },
+    }
+    title = (
+        f"{metrics['run']} · {checkpoint.model_name} · {dataset} test "
+        f"(accuracy {metrics['accuracy']:.3f}, n={metrics['n_test']})"
+    )
+    return (
+        metrics,
+        calibration,
+        confusion_matrix_figure(y_true, y_pred, class_names, title),
+        reliability_diagram(
+            test_probabilities,
+            y_true,
+            calibration_bins,
+            title=f"{metrics['run']}: test split after temperature scaling (T={temperature:.2f})",
+        ),
+    )
+
+
+def dataset_name(manifest: pd.DataFrame) -> str:
+    """The data set a manifest describes, as ingestion named it."""
+    return str(manifest.attrs.get("dataset", "unknown data set"))

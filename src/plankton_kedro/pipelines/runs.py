@@ -1,0 +1,74 @@
+"""Every run of a route template, by namespace, and the parameters that make it differ.
+
+The three route pipelines each run their route once (namespace = the route). ``compare`` runs
+every route once per seed of ``compare.seeds`` (``<route>_seed<N>``), ``ensembling`` once per
+member of ``ensembling.members`` (``ensemble_<name>``). Each run reads its own parameters,
+``runs.<namespace>`` (a :class:`~plankton_kedro.engine.config.RunParams`: route, seed, network),
+which :class:`RunsConfigLoader` derives from those settings, so that a run's seed and network
+are parameters that kedro-viz shows, not values hidden in a node's code.
+
+The seeds and members shape the pipelines, so both the pipelines and the ``runs`` parameters
+read them from the project's configuration files (:func:`~.build_parameters.build_parameter`);
+``--params`` cannot change them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kedro.config import OmegaConfigLoader
+
+from .build_parameters import build_parameter
+from .routes import ROUTES
+
+RUNS_KEY = "runs"
+ENSEMBLE_PREFIX = "ensemble_"
+DEFAULT_SEEDS = (42,)
+
+
+def run_namespace(route: str, seed: int | None = None) -> str:
+    """The namespace of a route's run: the route itself, or ``<route>_seed<N>`` for a seed."""
+    return route if seed is None else f"{route}_seed{seed}"
+
+
+def compare_seeds() -> list[int]:
+    """The seeds ``compare`` trains every route with."""
+    return [int(seed) for seed in build_parameter("compare.seeds", DEFAULT_SEEDS)]
+
+
+def ensemble_members() -> list[dict[str, Any]]:
+    """The members ``ensembling`` fine-tunes, as configured (validated when a run starts)."""
+    members = list(build_parameter("ensembling.members", []))
+    unnamed = [m for m in members if not isinstance(m, dict) or "name" not in m]
+    if unnamed:
+        raise ValueError(f"ensembling.members: every member needs a name; got {unnamed}")
+    return members
+
+
+def all_runs() -> dict[str, dict[str, Any]]:
+    """``{namespace: run parameters}`` of every run any pipeline of the project holds."""
+    runs = {name: {"name": name, "route": name} for name in ROUTES}
+    for seed in compare_seeds():
+        for route in sorted(ROUTES):
+            name = run_namespace(route, seed)
+            runs[name] = {"name": name, "route": route, "seed": seed}
+    for member in ensemble_members():
+        name = f"{ENSEMBLE_PREFIX}{member['name']}"
+        runs[name] = {
+            "name": name,
+            "route": member.get("route", "two_stage"),
+            "seed": member.get("seed"),
+            "model": member.get("model"),
+            "pretrained": member.get("pretrained"),
+        }
+    return runs
+
+
+class RunsConfigLoader(OmegaConfigLoader):
+    """Kedro's OmegaConfigLoader, whose parameters gain the ``runs`` section (see module)."""
+
+    def __getitem__(self, key: str) -> Any:
+        config = super().__getitem__(key)
+        if key == "parameters":
+            config = {**config, RUNS_KEY: all_runs()}
+        return config
