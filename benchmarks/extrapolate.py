@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from plankton_kedro.engine.collection.scan import SkippedFile, decode_files
 from plankton_kedro.engine.config import DataParams
-from plankton_kedro.engine.data import CachedImages, EpochSampler
-from plankton_kedro.engine.scan import SkippedFile, decode_files
+from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler
 
 PROJECT = Path(__file__).resolve().parents[1]
 COLLECTIONS = {"ZooScanNet": 1_450_000, "WHOI (2006-2014)": 3_400_000}

@@ -4,11 +4,11 @@ For each model it measures, interleaved repeat by repeat so that a busy machine 
 sides of a ratio alike:
 
   (a) bare:   a plain torch training loop on random tensors of the same shape, same network
-  (b) engine: ``engine.stages.train_stage`` on the real cache (augmentation, data loader, ...)
+  (b) engine: ``engine.modelling.stages.train_stage`` on the real cache (augmentation, data loader, ...)
   (c) kedro:  the ``in_domain.train_on_source`` node run by a ``KedroSession`` on a
               temporary copy of the project (catalog loads the cache and manifest, saves
               the checkpoint)
-  (e) predict: ``engine.training.predict`` on cached images against a bare batched forward
+  (e) predict: ``engine.modelling.inference.predict`` on cached images vs a bare batched forward
 
 and once for the data set:
 
@@ -52,13 +52,19 @@ from PIL import Image
 
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
 from plankton_kedro.datasets.image_source import ImageSourceDataset
-from plankton_kedro.engine.config import DataParams, IngestionParams, ModelParams, TrainingParams
-from plankton_kedro.engine.data import CachedImages
-from plankton_kedro.engine.model import build_model
-from plankton_kedro.engine.stages import model_normalisation, train_stage
-from plankton_kedro.engine.training import autocast, predict, resolve_device
+from plankton_kedro.engine.config import (
+    DataParams,
+    IngestionParams,
+    ModelParams,
+    RunParams,
+    TrainingParams,
+)
+from plankton_kedro.engine.modelling.data import CachedImages
+from plankton_kedro.engine.modelling.inference import predict
+from plankton_kedro.engine.modelling.model import build_model, model_normalisation
+from plankton_kedro.engine.modelling.runtime import autocast, resolve_device
+from plankton_kedro.engine.modelling.stages import train_stage
 from plankton_kedro.pipelines.ingestion.nodes import scan_collection, split_records
-from plankton_kedro.pipelines.training_nodes import stage_training
 
 PROJECT = Path(__file__).resolve().parents[1]
 NDSB = PROJECT.parent / "shared" / "data" / "ndsb_train.zip"
@@ -318,7 +324,7 @@ def engine_training(settings: tuple, cache: np.ndarray, manifest) -> list[float]
         stage="pretraining",
         backbone_init="scratch",
     )
-    return [entry["images_per_second"] for entry in checkpoint["history"]]
+    return [entry["images_per_second"] for entry in checkpoint.history.epochs]
 
 
 class KedroProject:
@@ -352,7 +358,8 @@ class KedroProject:
         the benchmark's overrides, the stage's own section), for (a) and (b) to use too."""
         with self.session(model) as session:
             params = session.load_context().params
-        training = stage_training(params["training"], params["pretraining"], None)
+        run = RunParams(name="in_domain", route="in_domain")
+        training = run.training_params(params["training"], params["pretraining"])
         return params["model"], params["data"], training
 
     def train(self, model: str) -> tuple[list[float], float]:
@@ -364,7 +371,7 @@ class KedroProject:
         seconds = time.perf_counter() - started
         with self.session(model) as session:
             checkpoint = session.load_context().catalog.load("in_domain.source_model")
-        return [entry["images_per_second"] for entry in checkpoint["history"]], seconds
+        return [entry["images_per_second"] for entry in checkpoint.history.epochs], seconds
 
 
 # --- (e) prediction ---------------------------------------------------------------------------
@@ -388,7 +395,7 @@ def bare_forward(net: torch.nn.Module, args: argparse.Namespace, count: int) -> 
 def engine_predict(
     net: torch.nn.Module, args: argparse.Namespace, cache: np.ndarray, rows: np.ndarray
 ) -> float:
-    """images/s of ``engine.training.predict`` (evaluation's batched prediction) on the cache."""
+    """images/s of evaluation's batched prediction (``inference.predict``) on the cache."""
 
     mean, std = model_normalisation(net)
     dataset = CachedImages(

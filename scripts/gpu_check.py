@@ -19,9 +19,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from plankton_kedro.engine import distributed
-from plankton_kedro.engine.model import build_model
-from plankton_kedro.engine.training import autocast
+from plankton_kedro.engine.modelling import distributed
+from plankton_kedro.engine.modelling.model import build_model
+from plankton_kedro.engine.modelling.runtime import autocast
 
 
 def throughput(model_name: str, size: int, batch: int, steps: int, device: str, precision: str):

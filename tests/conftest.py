@@ -11,6 +11,8 @@ import pytest
 import torch
 from kedro.io import MemoryDataset
 
+from plankton_kedro.engine.checkpoint import Checkpoint, History, Identity, Preprocessing
+
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 # Tiny models gain nothing from intra-op threads, and spinning OpenMP threads make them
 # orders of magnitude slower whenever another process holds a core.
@@ -43,6 +45,25 @@ def tiny_cache() -> tuple[np.ndarray, pd.DataFrame]:
     manifest = pd.DataFrame(rows)
     manifest.attrs.update(dataset="tiny", version="2026-01-01T00.00.00.000Z")
     return np.stack(images), manifest
+
+
+def small_checkpoint(value: float = 1.0, **fields) -> Checkpoint:
+    """A checkpoint of a 2x2 "network" (weights all ``value``) with every field filled."""
+    values = {
+        "model_name": "test_resnet",
+        "class_names": ["a", "b"],
+        "state_dict": {"w": torch.full((2, 2), value)},
+        "preprocessing": Preprocessing(37, 32, 255, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)),
+        "identity": Identity("two_stage", "two_stage", "fine_tuning", "tiny", "m1", 42),
+        "history": History(
+            epochs=[{"epoch": 1, "val_accuracy": 0.5}],
+            selection_metric="accuracy",
+            best_score=0.5,
+            best_epoch=1,
+            settings={"training": {"lr": {"backbone": 0.001}}},
+        ),
+    }
+    return Checkpoint(**{**values, **fields})
 
 
 class KeptDataset(MemoryDataset):

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from .conftest import PROJECT_ROOT, TINY_MODEL
+from tests.conftest import PROJECT_ROOT, TINY_MODEL
 
 TINY = [
     "--data", str(PROJECT_ROOT / "data" / "01_raw" / "demo_source.zip"),

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from .conftest import PROJECT_ROOT, TINY_MODEL
+from tests.conftest import PROJECT_ROOT, TINY_MODEL
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .conftest import PROJECT_ROOT
-from .demo_run import ROUTES, demo_project
+from tests.conftest import PROJECT_ROOT
+from tests.demo_run import ROUTES, demo_project
 
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "explore_results.ipynb"
 

@@ -9,8 +9,7 @@ from plankton_kedro.engine.config import (
     StageParams,
     TrainingParams,
 )
-
-from .conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 
 
 def test_paper_environment_holds_the_paper_recipe():

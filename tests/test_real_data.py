@@ -15,12 +15,12 @@ from plankton_kedro.engine.config import (
     EvaluationParams,
     IngestionParams,
     ModelParams,
+    RunParams,
     StageParams,
     TrainingParams,
 )
-from plankton_kedro.pipelines.routes import build_route
-
-from .conftest import SHARED_DATA, TINY_MODEL, KeptDataset
+from plankton_kedro.pipelines.assembly import build_route
+from tests.conftest import SHARED_DATA, TINY_MODEL, KeptDataset
 
 UVP6 = SHARED_DATA / "uvp6_sample.zip"
 
@@ -56,6 +56,7 @@ def test_uvp6_slice_ingests_and_trains(tmp_path):
         "pretraining": StageParams(),
         "fine_tuning": StageParams(),
         "evaluation": EvaluationParams(feature_classifiers={"cv_folds": 2}),
+        "runs.two_stage": RunParams(name="two_stage", route="two_stage"),
     }
     catalog = DataCatalog(
         {

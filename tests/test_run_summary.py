@@ -6,18 +6,31 @@ from pathlib import Path
 
 import click
 import pytest
+from kedro.io import DataCatalog
 from kedro.pipeline import node
 
-from plankton_kedro.engine.stages import StageInputError
-from plankton_kedro.hooks import SavedOutput, UserErrorHooks, summary_lines
-
-from .demo_run import ROUTES, demo_project
+from plankton_kedro.engine.checkpoint import History, Identity
+from plankton_kedro.engine.errors import (
+    CheckpointError,
+    CollectionError,
+    StageInputError,
+    WeightsUnavailableError,
+)
+from plankton_kedro.hooks import RunSummaryHooks, UserErrorHooks
+from plankton_kedro.run_summary import SavedOutput, light, summary_lines
+from tests.conftest import small_checkpoint
+from tests.demo_run import ROUTES, demo_project
 
 PROJECT = Path("/project")
 
 
-def saved(name: str, data=None, path: str | None = None) -> SavedOutput:
-    return SavedOutput(name, data, f"{PROJECT}/{path}" if path else None)
+def saved(name: str, data=None, path: str | None = None, role: str | None = None) -> SavedOutput:
+    return SavedOutput(name, light(data), f"{PROJECT}/{path}" if path else None, role)
+
+
+def trained(run: str, stage: str = "fine_tuning", **fields):
+    identity = Identity(run, run, stage, "uvp6", "m1", 42)
+    return small_checkpoint(identity=identity, model_name="resnet18", **fields)
 
 
 def summary(*outputs: SavedOutput, pipelines=("two_stage",)) -> str:
@@ -51,6 +64,7 @@ def test_ingestion_run_lists_the_sets_and_where_their_files_are():
             "source_ingestion_report",
             ingestion_report("ndsb", 30336),
             "data/08_reporting/source/ingestion_report.json",
+            "ingestion_report",
         ),
         saved("source_manifest", None, "data/03_primary/source/manifest.parquet"),
         saved("source.records"),
@@ -65,21 +79,16 @@ def test_ingestion_run_lists_the_sets_and_where_their_files_are():
 
 
 def test_route_run_names_the_trained_stages_and_the_test_metrics():
-    checkpoint = {
-        "run": "two_stage",
-        "stage": "fine_tuning",
-        "model_name": "resnet18",
-        "dataset": "uvp6",
-        "selection_metric": "accuracy",
-        "best_score": 0.9,
-        "best_epoch": 4,
-    }
+    checkpoint = trained(
+        "two_stage", history=History(selection_metric="accuracy", best_score=0.9, best_epoch=4)
+    )
     text = summary(
         saved("two_stage.target_model", checkpoint, "data/06_models/two_stage/target_model.pt"),
         saved(
             "two_stage.metrics",
             metrics("two_stage", 0.875),
             "data/08_reporting/two_stage/metrics.json",
+            "metrics",
         ),
     )
     assert (
@@ -98,22 +107,15 @@ def test_compare_shows_each_route_over_seeds_and_counts_many_outputs():
     checkpoints = [
         saved(
             f"two_stage_seed{s}.target_model",
-            {
-                "run": "r",
-                "stage": "fine_tuning",
-                "model_name": "m",
-                "dataset": "d",
-                "best_score": 1.0,
-                "best_epoch": 1,
-            },
+            trained(f"two_stage_seed{s}"),
             f"data/06_models/two_stage_seed{s}/target_model.pt",
         )
         for s in range(9)
     ]
     text = summary(
         *checkpoints,
-        saved("two_stage_seed1.metrics", metrics("two_stage_seed1", 0.8)),
-        saved("route_summary", {"two_stage": stats}),
+        saved("two_stage_seed1.metrics", metrics("two_stage_seed1", 0.8), role="metrics"),
+        saved("route_summary", {"two_stage": stats}, role="route_summary"),
         pipelines=["compare"],
     )
     assert "trained: 9 checkpoints (9 fine_tuning)" in text
@@ -138,9 +140,9 @@ def test_ensembling_predict_and_download_runs_say_what_they_produced():
     }
     download = {"ndsb": {"path": "data/01_raw/ndsb.zip", "bytes": 1234, "verified": True}}
     text = summary(
-        saved("ensemble_report", ensemble),
-        saved("prediction_report", prediction),
-        saved("download_report", download),
+        saved("ensemble_report", ensemble, role="ensemble_report"),
+        saved("prediction_report", prediction, role="prediction_report"),
+        saved("download_report", download, role="download_report"),
     )
     assert "ensemble of vit_s1, convnext (2 of 3 candidates, chosen on val): accuracy 0.9" in text
     assert (
@@ -148,6 +150,36 @@ def test_ensembling_predict_and_download_runs_say_what_they_produced():
         in text
     )
     assert "downloaded: ndsb -> data/01_raw/ndsb.zip (1,234 bytes, SHA-256 verified)" in text
+
+
+def test_what_an_output_is_comes_from_its_role_or_type_not_its_name():
+    text = summary(
+        saved("my_target_ingestion_report", ingestion_report("ndsb", 5)),  # no role: not read
+        saved("survey_2025", ingestion_report("zooscan", 7), role="ingestion_report"),
+        saved("best_model", trained("mine")),  # a Checkpoint, whatever its name
+    )
+    assert "ingested: zooscan 7 images" in text and "ndsb" not in text
+    assert "trained: mine/fine_tuning resnet18" in text
+
+
+def test_the_hook_reads_the_role_from_the_catalog_metadata(tmp_path):
+    catalog = DataCatalog.from_config(
+        {
+            "{dataset}_ingestion_report": {
+                "type": "json.JSONDataset",
+                "filepath": str(tmp_path / "{dataset}.json"),
+                "metadata": {"run_summary": "ingestion_report"},
+            },
+            "notes": {"type": "json.JSONDataset", "filepath": str(tmp_path / "notes.json")},
+        }
+    )
+    hooks = RunSummaryHooks()
+    hooks.before_pipeline_run(catalog)
+    hooks.after_dataset_saved("target_ingestion_report", ingestion_report("uvp6", 9))
+    hooks.after_dataset_saved("notes", ingestion_report("not-a-report", 1))
+    roles = {item.name: item.role for item in hooks._saved}
+    assert roles == {"target_ingestion_report": "ingestion_report", "notes": None}
+    assert hooks._saved[0].filepath == str(tmp_path / "target.json")
 
 
 def test_a_run_that_saved_nothing_says_so():
@@ -176,4 +208,8 @@ def test_input_errors_end_the_run_with_the_message_and_other_errors_keep_their_t
     )
     with pytest.raises(click.ClickException, match=r"^two_stage.predict_target_splits: the image"):
         UserErrorHooks().on_node_error(StageInputError("the image cache holds 27 px"), failed)
+    for error in (CollectionError("x"), CheckpointError("y"), WeightsUnavailableError("z")):
+        with pytest.raises(click.ClickException):  # every user error, by its base class
+            UserErrorHooks().on_node_error(error, failed)
     UserErrorHooks().on_node_error(KeyError("a bug"), failed)  # re-raised by Kedro itself
+    UserErrorHooks().on_node_error(ValueError("a bug"), failed)

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from .conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT
 
 
 def test_gpu_check_runs_on_cpu():

@@ -31,9 +31,8 @@ from plankton_kedro.datasets import (
     ImageSourceDataset,
     ManifestDataset,
 )
-
-from .conftest import PROJECT_ROOT
-from .demo_run import demo_project, run_kedro
+from tests.conftest import PROJECT_ROOT
+from tests.demo_run import demo_project, run_kedro
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"

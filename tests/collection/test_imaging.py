@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from plankton_kedro.engine.imaging import (
+from plankton_kedro.engine.collection.imaging import (
     ImageDecodeError,
     decode_image,
     load_image,

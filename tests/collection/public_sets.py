@@ -15,9 +15,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from plankton_kedro.engine.frame_crop import SHIPPED_TEMPLATES
+from plankton_kedro.engine.collection.frame_crop import SHIPPED_TEMPLATES
 
-TEMPLATES = Path(__file__).parents[1] / "src" / "plankton_kedro" / "templates"
+TEMPLATES = Path(__file__).parents[2] / "src" / "plankton_kedro" / "templates"
 PER_CLASS = 6
 
 

@@ -13,13 +13,12 @@ from kedro.io.core import Version
 from torch.utils.data import DataLoader
 
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
+from plankton_kedro.engine.collection.shards import ShardedImages, shard_layout
+from plankton_kedro.engine.collection.spool import NpySpool
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
-from plankton_kedro.engine.data import CachedImages, EpochSampler
-from plankton_kedro.engine.scan import _NpySpool
-from plankton_kedro.engine.shards import ShardedImages, shard_layout
-from plankton_kedro.engine.stages import train_stage
-
-from .conftest import TINY_MODEL
+from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler
+from plankton_kedro.engine.modelling.stages import train_stage
+from tests.conftest import TINY_MODEL
 
 
 @pytest.fixture
@@ -139,11 +138,11 @@ def test_training_on_a_sharded_cache(tmp_path, tiny_cache):
         stage="pretraining",
         backbone_init="scratch",
     )
-    assert checkpoint["history"][0]["images_per_second"] > 0
+    assert checkpoint.history.epochs[0]["images_per_second"] > 0
 
 
 def test_a_spooled_scan_is_saved_by_a_link_not_a_copy(tmp_path, images):
-    spool = _NpySpool(tmp_path, 12)
+    spool = NpySpool(tmp_path, 12)
     spool.write(images.tobytes())
     spooled = spool.mapped(len(images))
     dataset = ImageCacheDataset(filepath=str(tmp_path / "cache" / "images.npy"))

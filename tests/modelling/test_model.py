@@ -4,8 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from plankton_kedro.engine.model import PlanktonNet, WeightsUnavailableError, build_model
-from plankton_kedro.engine.stages import model_from_checkpoint
+from plankton_kedro.engine.checkpoint import Checkpoint, History, Identity, Preprocessing
+from plankton_kedro.engine.errors import WeightsUnavailableError
+from plankton_kedro.engine.modelling.model import PlanktonNet, build_model, model_from_checkpoint
 
 
 @pytest.mark.parametrize(
@@ -73,12 +74,15 @@ def test_imagenet_offline_fails_with_local_file_hint(monkeypatch):
 
 def test_checkpoint_round_trip_rebuilds_the_same_network():
     net, _ = build_model("test_resnet", num_classes=3, bottleneck_dim=32)
-    checkpoint = {
-        "model_name": "test_resnet",
-        "class_names": ["a", "b", "c"],
-        "bottleneck_dim": 32,
-        "state_dict": net.state_dict(),
-    }
+    checkpoint = Checkpoint(
+        model_name="test_resnet",
+        class_names=["a", "b", "c"],
+        bottleneck_dim=32,
+        state_dict=net.state_dict(),
+        preprocessing=Preprocessing(40, 32, 255, (0.5,) * 3, (0.5,) * 3),
+        identity=Identity("in_domain", "in_domain", "fine_tuning", "d", None, 42),
+        history=History(),
+    )
     rebuilt = model_from_checkpoint(checkpoint)
     assert isinstance(rebuilt, PlanktonNet)
     x = torch.rand(2, 3, 32, 32)

@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from plankton_kedro.engine.calibration import (
+from plankton_kedro.engine.analysis.calibration import (
     choose_rejection_threshold,
     expected_calibration_error,
     fit_temperature,

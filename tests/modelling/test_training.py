@@ -4,18 +4,19 @@ import numpy as np
 import pytest
 import torch
 
+from plankton_kedro.engine.analysis.report import evaluation_report
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
-from plankton_kedro.engine.data import CachedImages, EpochSampler, fixed_subset
-from plankton_kedro.engine.model import build_model
-from plankton_kedro.engine.stages import (
-    StageInputError,
-    evaluation_report,
-    predict_splits,
-    train_stage,
+from plankton_kedro.engine.errors import StageInputError
+from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler, fixed_subset
+from plankton_kedro.engine.modelling.inference import predict_splits
+from plankton_kedro.engine.modelling.model import build_model
+from plankton_kedro.engine.modelling.schedule import (
+    build_optimizer,
+    lr_multiplier,
+    updates_per_epoch,
 )
-from plankton_kedro.engine.training import build_optimizer, lr_multiplier, updates_per_epoch
-
-from .conftest import TINY_MODEL
+from plankton_kedro.engine.modelling.stages import train_stage
+from tests.conftest import TINY_MODEL
 
 
 @pytest.mark.parametrize(("t", "expected"), [(0.0, 1.0), (0.5, 0.261), (1.0, 0.166)])
@@ -101,23 +102,23 @@ def _train(tiny_cache, state_dir, **training):
 
 def test_same_seed_gives_identical_weights_and_history(tiny_cache, tmp_path):
     a, b = _train(tiny_cache, tmp_path / "a"), _train(tiny_cache, tmp_path / "b")
-    for key in a["state_dict"]:
-        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
+    for key in a.state_dict:
+        assert torch.equal(a.state_dict[key], b.state_dict[key]), key
     strip = [
         {k: v for k, v in h.items() if k not in ("seconds", "images_per_second")}
-        for h in a["history"]
+        for h in a.history.epochs
     ]
     assert strip == [
         {k: v for k, v in h.items() if k not in ("seconds", "images_per_second")}
-        for h in b["history"]
+        for h in b.history.epochs
     ]
-    assert a["class_names"] == ["bar", "gradient", "square"]
-    assert len(a["history"]) == 3
+    assert a.class_names == ["bar", "gradient", "square"]
+    assert len(a.history.epochs) == 3
 
 
 def test_training_learns_and_evaluation_reports_metrics(tiny_cache, tmp_path):
     checkpoint = _train(tiny_cache, tmp_path, max_epochs=6)
-    assert checkpoint["best_score"] >= 0.9
+    assert checkpoint.history.best_score >= 0.9
     predictions = predict_splits(checkpoint, *tiny_cache)
     metrics, calibration, figure, reliability = evaluation_report(
         checkpoint, tiny_cache[1], predictions, target_precision=0.9
@@ -138,9 +139,9 @@ def test_training_learns_and_evaluation_reports_metrics(tiny_cache, tmp_path):
 def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path):
     frozen = {"classifier": 0.0, "bottleneck": 0.0, "backbone_from_scratch": 1e-12}
     checkpoint = _train(tiny_cache, tmp_path, max_epochs=30, min_epochs=2, patience=1, lr=frozen)
-    assert checkpoint["stopped_early"]
+    assert checkpoint.history.stopped_early
     # no real learning: the best epoch is early, then one epoch past min_epochs without gain
-    assert len(checkpoint["history"]) == max(3, checkpoint["best_epoch"] + 1)
+    assert len(checkpoint.history.epochs) == max(3, checkpoint.history.best_epoch + 1)
 
 
 def test_cache_of_another_size_is_refused(tiny_cache, tmp_path):
@@ -178,7 +179,7 @@ def test_stage_two_refuses_a_checkpoint_of_another_architecture(tiny_cache, tmp_
 
 
 def test_report_has_top_k_and_most_confused_pairs():
-    from plankton_kedro.engine.metrics import classification_report
+    from plankton_kedro.engine.analysis.metrics import classification_report
 
     y_true = np.array([0, 0, 0, 1, 1, 2, 2, 3])
     y_pred = np.array([0, 1, 1, 1, 1, 2, 0, 3])

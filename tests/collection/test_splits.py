@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from plankton_kedro.engine.splits import (
+from plankton_kedro.engine.collection.splits import (
     classes_missing_splits,
     keep_duplicates_together,
     split_counts,

@@ -15,13 +15,15 @@ from plankton_kedro.engine.config import (
     EvaluationParams,
     IngestionParams,
     ModelParams,
+    RunParams,
     StageParams,
     TrainingParams,
 )
 from plankton_kedro.pipeline_registry import register_pipelines
-from plankton_kedro.pipelines.routes import ROUTES, build_route
-
-from .conftest import TINY_MODEL, KeptDataset
+from plankton_kedro.pipelines.assembly import build_route
+from plankton_kedro.pipelines.routes import ROUTES
+from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
+from tests.conftest import TINY_MODEL, KeptDataset
 
 SHAPES = ("bar", "disc", "cross")
 
@@ -51,7 +53,8 @@ def _collection(root, per_class: int, seed: int):
     return ImageSourceDataset(path=str(root)).load()
 
 
-def _catalog(tmp_path, route: str) -> DataCatalog:
+def _catalog(tmp_path, route: str, run: RunParams | None = None) -> DataCatalog:
+    run = run or RunParams(name=route, route=route)
     settings = {
         "model": ModelParams(name=TINY_MODEL, bottleneck_dim=32),
         "data": DataParams(image_size=24, resize_ratio=0.8),
@@ -69,11 +72,12 @@ def _catalog(tmp_path, route: str) -> DataCatalog:
             feature_classifiers={"cv_folds": 2, "backbone_features": True}
         ),
     }
+    settings[f"{RUNS_KEY}.{run.name}"] = run
     datasets = {f"params:{key}": MemoryDataset(value) for key, value in settings.items()}
     datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
     datasets["target_images"] = MemoryDataset(_collection(tmp_path / "target", 10, 1))
     for name in ("source_model", "target_model", "metrics", "calibration", "feature_classifiers"):
-        datasets[f"{route}.{name}"] = KeptDataset()
+        datasets[f"{run.name}.{name}"] = KeptDataset()
     datasets["target_ingestion_report"] = KeptDataset()
     return DataCatalog(datasets)
 
@@ -87,16 +91,16 @@ def test_route_runs_end_to_end_in_memory(tmp_path, route):
     assert metrics["n_test"] == 6  # 20% of 10 images in each of 3 classes
     assert 0.0 <= metrics["accuracy"] <= 1.0
     model = catalog.load(f"{route}.target_model")
-    assert model["class_names"] == sorted(SHAPES)
-    assert model["stage"] == "fine_tuning"
+    assert model.class_names == sorted(SHAPES)
+    assert model.identity.stage == "fine_tuning"
     has_stage_one = ROUTES[route].stage1_init is not None
     assert catalog.exists(f"{route}.source_model") == has_stage_one
     if has_stage_one:
         source_model = catalog.load(f"{route}.source_model")
         # the stage override (pretraining.training.max_epochs=3) beats the global value (2)
-        assert len(source_model["history"]) == 3
-        assert len(model["history"]) == 2
-        assert model["initial_weights"].startswith(f"{route}/pretraining checkpoint")
+        assert len(source_model.history.epochs) == 3
+        assert len(model.history.epochs) == 2
+        assert model.history.initial_weights.startswith(f"{route}/pretraining checkpoint")
     calibration = catalog.load(f"{route}.calibration")
     assert calibration["temperature"] > 0 and 0 <= calibration["rejection_threshold"] <= 1
     features = catalog.load(f"{route}.feature_classifiers")
@@ -118,3 +122,31 @@ def test_registry_exposes_every_runnable_name_and_default_is_two_stage():
     # routes never share a trained artefact
     outputs = [pipelines[r].all_outputs() - pipelines["ingestion"].all_outputs() for r in ROUTES]
     assert not set.intersection(*outputs)
+
+
+def test_a_copy_of_a_route_trains_with_its_own_run_parameters(tmp_path):
+    """What makes a compare or ensemble copy differ (seed, network) is its run parameter."""
+    run = RunParams(name="ensemble_x", route="out_of_domain", seed=7, model="test_resnet")
+    catalog = _catalog(tmp_path, "out_of_domain", run)
+    SequentialRunner().run(build_route("out_of_domain", namespace="ensemble_x"), catalog)
+    model = catalog.load("ensemble_x.target_model")
+    assert (model.identity.run, model.identity.route) == ("ensemble_x", "out_of_domain")
+    assert (model.identity.seed, model.model_name) == (7, "test_resnet")
+    assert model.history.settings["training"]["seed"] == 7
+    assert catalog.load("ensemble_x.metrics")["run"] == "ensemble_x"
+
+
+def test_every_run_a_pipeline_holds_has_its_run_parameters():
+    """The pipelines and the ``runs`` parameters are derived from the same settings."""
+    configure_project("plankton_kedro")
+    runs = all_runs()
+    needed = {
+        name.removeprefix(f"params:{RUNS_KEY}.")
+        for pipeline in register_pipelines().values()
+        for name in pipeline.inputs()
+        if name.startswith(f"params:{RUNS_KEY}.")
+    }
+    assert {"two_stage", "in_domain_seed1", "ensemble_resnet14t_ood"} <= needed
+    assert needed <= set(runs)
+    assert all(runs[name]["name"] == name for name in runs)
+    assert runs["ensemble_resnet14t_ood"]["model"] == "resnet14t"

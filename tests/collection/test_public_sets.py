@@ -14,15 +14,14 @@ import yaml
 from kedro.io import AbstractDataset, DatasetError
 
 from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.engine.collection.frame_crop import FrameCrop, crop_frame
+from plankton_kedro.engine.collection.imaging import pad_and_resize, to_rgb
 from plankton_kedro.engine.config import DataParams, IngestionParams
-from plankton_kedro.engine.frame_crop import FrameCrop, crop_frame
-from plankton_kedro.engine.imaging import pad_and_resize, to_rgb
-from plankton_kedro.engine.predict import predict_files
+from plankton_kedro.engine.modelling.classify import predict_files
 from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
+from tests.collection import public_sets
 
-from . import public_sets
-
-DOCS = Path(__file__).parents[1] / "docs" / "datasets.md"
+DOCS = Path(__file__).parents[2] / "docs" / "datasets.md"
 DATA = DataParams(image_size=16, resize_ratio=0.8)
 INGESTION = IngestionParams(workers=2)
 
@@ -214,7 +213,7 @@ def test_predict_crops_the_scale_bar_like_ingestion(tmp_path):
 def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path):
     """WHOI yearly archives as source, WHOI-22 as target, from conf/local/catalog.yml exactly as
     documented: `kedro run --pipeline=ingestion` saves a manifest with the year column."""
-    from .test_kedro_run import _copy_project, kedro, latest, latest_json
+    from tests.test_kedro_run import _copy_project, kedro, latest, latest_json
 
     project = _copy_project(tmp_path / "project")
     raw = project / "data" / "01_raw"

@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from plankton_kedro.engine import training as training_module
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
-from plankton_kedro.engine.data import EpochSampler
-from plankton_kedro.engine.resume import ResumeMismatchError
-from plankton_kedro.engine.stages import train_stage
-from plankton_kedro.engine.training import phase_of
-
-from .conftest import TINY_MODEL
+from plankton_kedro.engine.errors import ResumeMismatchError
+from plankton_kedro.engine.modelling import fit as fit_module
+from plankton_kedro.engine.modelling.data import EpochSampler
+from plankton_kedro.engine.modelling.schedule import phase_of
+from plankton_kedro.engine.modelling.stages import train_stage
+from tests.conftest import TINY_MODEL
 
 SETTINGS = {
     "max_epochs": 4,
@@ -47,14 +46,14 @@ def crash_after_epoch(monkeypatch):
     """Make training die after the state of the given epoch has been saved."""
 
     def arm(epoch: int) -> None:
-        save = training_module._save_state
+        save = fit_module._save_state
 
-        def save_then_crash(store, model, optimizer, scaler, progress, complete, layout):
-            save(store, model, optimizer, scaler, progress, complete, layout)
+        def save_then_crash(store, model, schedule, scaler, progress, complete, layout):
+            save(store, model, schedule, scaler, progress, complete, layout)
             if progress.epoch == epoch:
                 raise Crash
 
-        monkeypatch.setattr(training_module, "_save_state", save_then_crash)
+        monkeypatch.setattr(fit_module, "_save_state", save_then_crash)
 
     return arm
 
@@ -78,24 +77,24 @@ def test_interrupted_then_resumed_equals_uninterrupted(
         _train(tiny_cache, tmp_path / "run")
     monkeypatch.undo()
     resumed = _train(tiny_cache, tmp_path / "run")
-    assert resumed["resumed_from_epoch"] == 2
-    assert _same_weights(resumed["state_dict"], reference["state_dict"])
-    assert _strip_timing(resumed["history"]) == _strip_timing(reference["history"])
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    assert resumed.history.resumed_from_epoch == 2
+    assert _same_weights(resumed.state_dict, reference.state_dict)
+    assert _strip_timing(resumed.history.epochs) == _strip_timing(reference.history.epochs)
+    assert [h["epoch"] for h in resumed.history.epochs] == [1, 2, 3, 4]
     # a completed run with the same data and settings is reused, not trained again
     again = _train(tiny_cache, tmp_path / "run")
-    assert again["resumed_from_epoch"] is None
-    assert _same_weights(again["state_dict"], reference["state_dict"])
-    assert again["history"] == resumed["history"]  # timings too: nothing was re-run
+    assert again.history.resumed_from_epoch is None
+    assert _same_weights(again.state_dict, reference.state_dict)
+    assert again.history.epochs == resumed.history.epochs  # timings too: nothing was re-run
 
 
 def test_a_completed_run_with_other_settings_is_replaced_not_refused(tiny_cache, tmp_path):
     first = _train(tiny_cache, tmp_path, max_epochs=2)
     second = _train(tiny_cache, tmp_path, max_epochs=3)
-    assert len(first["history"]) == 2 and len(second["history"]) == 3
+    assert len(first.history.epochs) == 2 and len(second.history.epochs) == 3
     forced = _train(tiny_cache, tmp_path, max_epochs=3, resume=False)
-    assert forced["history"] != second["history"]  # trained again (other timings)
-    assert _same_weights(forced["state_dict"], second["state_dict"])
+    assert forced.history.epochs != second.history.epochs  # trained again (other timings)
+    assert _same_weights(forced.state_dict, second.state_dict)
 
 
 def test_resume_with_other_settings_or_data_refuses_and_names_the_difference(
@@ -117,7 +116,7 @@ def test_resume_with_other_settings_or_data_refuses_and_names_the_difference(
     with pytest.raises(ResumeMismatchError, match="model.name"):
         _train(tiny_cache, tmp_path, model_name="test_convnext")
     fresh = _train(tiny_cache, tmp_path, resume=False, lr={**SETTINGS["lr"], "classifier": 0.1})
-    assert fresh["resumed_from_epoch"] is None
+    assert fresh.history.resumed_from_epoch is None
 
 
 def test_warm_up_step_one_leaves_the_backbone_unchanged(tiny_cache, tmp_path, crash_after_epoch):
@@ -126,8 +125,8 @@ def test_warm_up_step_one_leaves_the_backbone_unchanged(tiny_cache, tmp_path, cr
     with pytest.raises(Crash):
         _train(tiny_cache, tmp_path, warmup={"frozen_epochs": 1, "low_lr_epochs": 1})
     state = torch.load(tmp_path / "test_pretraining" / "state.pt", weights_only=True)
-    from plankton_kedro.engine.model import build_model
-    from plankton_kedro.engine.training import seed_everything
+    from plankton_kedro.engine.modelling.model import build_model
+    from plankton_kedro.engine.modelling.runtime import seed_everything
 
     seed_everything(42)
     initial, _ = build_model(TINY_MODEL, 3, bottleneck_dim=32)
@@ -142,11 +141,11 @@ def test_warm_up_step_one_leaves_the_backbone_unchanged(tiny_cache, tmp_path, cr
 
 def test_warm_up_phases_then_main_phase_with_selection(tiny_cache, tmp_path):
     checkpoint = _train(tiny_cache, tmp_path, warmup={"frozen_epochs": 1, "low_lr_epochs": 2})
-    phases = [h["phase"] for h in checkpoint["history"]]
+    phases = [h["phase"] for h in checkpoint.history.epochs]
     assert phases == ["frozen", "low_lr", "low_lr", "main", "main", "main", "main"]
-    assert checkpoint["history"][1]["lr_backbone"] == 1e-5
-    assert all("val_accuracy" not in h for h in checkpoint["history"][:3])
-    assert checkpoint["best_epoch"] >= 4
+    assert checkpoint.history.epochs[1]["lr_backbone"] == 1e-5
+    assert all("val_accuracy" not in h for h in checkpoint.history.epochs[:3])
+    assert checkpoint.history.best_epoch >= 4
 
 
 def test_phase_of_epochs():
@@ -162,14 +161,14 @@ def test_phase_of_epochs():
 
 def test_evaluation_every_k_epochs_and_always_at_the_end(tiny_cache, tmp_path):
     checkpoint = _train(tiny_cache, tmp_path, max_epochs=5, eval_every=2)
-    evaluated = [h["epoch"] for h in checkpoint["history"] if "val_accuracy" in h]
+    evaluated = [h["epoch"] for h in checkpoint.history.epochs if "val_accuracy" in h]
     assert evaluated == [2, 4, 5]
 
 
 def test_bf16_autocast_on_cpu(tiny_cache, tmp_path):
     checkpoint = _train(tiny_cache, tmp_path, precision="bf16", max_epochs=2)
-    assert all(np.isfinite(h["train_loss"]) for h in checkpoint["history"])
-    assert checkpoint["state_dict"]["classifier.bias"].dtype == torch.float32
+    assert all(np.isfinite(h["train_loss"]) for h in checkpoint.history.epochs)
+    assert checkpoint.state_dict["classifier.bias"].dtype == torch.float32
 
 
 def test_fp16_on_cpu_is_a_clear_error(tiny_cache, tmp_path):
@@ -180,8 +179,8 @@ def test_fp16_on_cpu_is_a_clear_error(tiny_cache, tmp_path):
 def test_channels_last_gives_the_same_result(tiny_cache, tmp_path):
     plain = _train(tiny_cache, tmp_path / "a", max_epochs=1)
     channels_last = _train(tiny_cache, tmp_path / "b", max_epochs=1, channels_last=True)
-    for key, value in plain["state_dict"].items():
-        assert torch.allclose(value, channels_last["state_dict"][key], atol=1e-4), key
+    for key, value in plain.state_dict.items():
+        assert torch.allclose(value, channels_last.state_dict[key], atol=1e-4), key
 
 
 def test_ranks_split_each_global_batch():
@@ -203,23 +202,23 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tiny_ca
     two = _train(
         tiny_cache, tmp_path / "two", "test_efficientnet_gn", batch_size=4, max_epochs=2, devices=2
     )
-    assert [h.get("val_accuracy") for h in two["history"]] == [
-        h.get("val_accuracy") for h in one["history"]
+    assert [h.get("val_accuracy") for h in two.history.epochs] == [
+        h.get("val_accuracy") for h in one.history.epochs
     ]
-    for key, value in one["state_dict"].items():
-        assert torch.allclose(value, two["state_dict"][key], atol=1e-4), key
+    for key, value in one.state_dict.items():
+        assert torch.allclose(value, two.state_dict[key], atol=1e-4), key
 
 
 def test_augmentation_on_the_device_equals_the_dataloader_path(tiny_cache, tmp_path):
     on_loader = _train(tiny_cache, tmp_path / "a", max_epochs=2)
     on_device = _train(tiny_cache, tmp_path / "b", max_epochs=2, augment_on_device=True)
-    assert _same_weights(on_loader["state_dict"], on_device["state_dict"])
+    assert _same_weights(on_loader.state_dict, on_device.state_dict)
 
 
 def test_local_weights_are_recorded_through_both_stages(tiny_cache, tmp_path):
     from safetensors.torch import save_file
 
-    from plankton_kedro.engine.model import build_model
+    from plankton_kedro.engine.modelling.model import build_model
 
     donor, _ = build_model(TINY_MODEL, 3)
     path = tmp_path / "weights.safetensors"
@@ -243,18 +242,18 @@ def test_local_weights_are_recorded_through_both_stages(tiny_cache, tmp_path):
         init_checkpoint=stage1,
         **common,
     )
-    assert stage1["initial_weights"] == stage1["pretrained_weights"] == str(path)
-    assert stage2["pretrained_weights"] == str(path)
-    assert stage2["initial_weights"].startswith("two_stage/pretraining checkpoint")
+    assert stage1.history.initial_weights == stage1.history.pretrained_weights == str(path)
+    assert stage2.history.pretrained_weights == str(path)
+    assert stage2.history.initial_weights.startswith("two_stage/pretraining checkpoint")
 
 
 def test_imagenet_tag_is_the_exact_timm_tag():
     import timm
 
-    from plankton_kedro.engine.model import _pretrained_tag
+    from plankton_kedro.engine.modelling.weights import pretrained_tag
 
-    assert _pretrained_tag(timm.create_model("resnet18", num_classes=0), "resnet18") == (
+    assert pretrained_tag(timm.create_model("resnet18", num_classes=0), "resnet18") == (
         "resnet18.a1_in1k"
     )
     tagged = timm.create_model("convnext_atto.d2_in1k", num_classes=0)
-    assert _pretrained_tag(tagged, "convnext_atto.d2_in1k") == "convnext_atto.d2_in1k"
+    assert pretrained_tag(tagged, "convnext_atto.d2_in1k") == "convnext_atto.d2_in1k"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from plankton_kedro.engine.download import DownloadError, download, sha256_of
+from plankton_kedro.engine.collection.download import DownloadError, download, sha256_of
 
 PAYLOAD = os.urandom(300_000)
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -9,46 +9,35 @@ import torch
 from kedro.io import DatasetError, Version
 
 from plankton_kedro.datasets import CheckpointDataset, ImageCacheDataset, ManifestDataset
-
-
-def _checkpoint(value: float = 1.0) -> dict:
-    return {
-        "state_dict": {"w": torch.full((2, 2), value)},
-        "model_name": "test_resnet",
-        "class_names": ["a", "b"],
-        "image_size": 32,
-        "cache_size": 37,
-        "mean": [0.5, 0.5, 0.5],
-        "std": [0.25, 0.25, 0.25],
-        "fill": 255,
-        "params": {"training": {"lr": {"backbone": 0.001}}},
-        "history": [{"epoch": 1, "val_accuracy": 0.5}],
-    }
+from tests.conftest import small_checkpoint
 
 
 def test_checkpoint_round_trip_with_version_and_weights_only(tmp_path):
     path = tmp_path / "model.pt"
-    CheckpointDataset(filepath=str(path), version=Version(None, "v1")).save(_checkpoint())
+    CheckpointDataset(filepath=str(path), version=Version(None, "v1")).save(small_checkpoint())
     loaded = CheckpointDataset(filepath=str(path), version=Version(None, None)).load()
-    assert loaded["version"] == "v1"
-    assert torch.equal(loaded["state_dict"]["w"], torch.ones(2, 2))
-    assert loaded["class_names"] == ["a", "b"]
-    # the file itself loads with weights_only=True (no pickled code)
+    assert loaded.version == "v1"
+    assert torch.equal(loaded.state_dict["w"], torch.ones(2, 2))
+    assert loaded.class_names == ["a", "b"]
+    assert loaded.preprocessing == small_checkpoint().preprocessing
+    # the file itself loads with weights_only=True (no pickled code), without the version
     raw = torch.load(path / "v1" / "model.pt", weights_only=True)
-    assert "version" not in raw and raw["history"][0]["epoch"] == 1
+    assert "version" not in raw and raw["history"]["epochs"][0]["epoch"] == 1
 
 
 def test_checkpoint_versions_latest_and_pinned(tmp_path):
     path = str(tmp_path / "model.pt")
-    CheckpointDataset(filepath=path, version=Version(None, "2026-01-01")).save(_checkpoint(1))
-    CheckpointDataset(filepath=path, version=Version(None, "2026-01-02")).save(_checkpoint(2))
+    CheckpointDataset(filepath=path, version=Version(None, "2026-01-01")).save(small_checkpoint(1))
+    CheckpointDataset(filepath=path, version=Version(None, "2026-01-02")).save(small_checkpoint(2))
     latest = CheckpointDataset(filepath=path, version=Version(None, None))
-    assert latest.load()["state_dict"]["w"][0, 0] == 2
+    assert latest.load().state_dict["w"][0, 0] == 2
     assert latest.list_versions(full_path=False) == ["2026-01-02", "2026-01-01"]
     pinned = CheckpointDataset(filepath=path, version=Version("2026-01-01", None)).load()
-    assert pinned["state_dict"]["w"][0, 0] == 1
+    assert pinned.state_dict["w"][0, 0] == 1
     with pytest.raises(DatasetError, match="must not exist"):
-        CheckpointDataset(filepath=path, version=Version(None, "2026-01-02")).save(_checkpoint())
+        CheckpointDataset(filepath=path, version=Version(None, "2026-01-02")).save(
+            small_checkpoint()
+        )
 
 
 def test_failed_save_leaves_no_artefact(tmp_path, monkeypatch):
@@ -61,18 +50,16 @@ def test_failed_save_leaves_no_artefact(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", crash)
     dataset = CheckpointDataset(filepath=str(path), version=Version(None, "v1"))
     with pytest.raises(KeyboardInterrupt):
-        dataset.save(_checkpoint())
+        dataset.save(small_checkpoint())
     assert not dataset.exists()
     assert [p for p in (path / "v1").iterdir()] == []
 
 
-def test_checkpoint_missing_fields_are_refused(tmp_path):
-    with pytest.raises(DatasetError, match="lacks class_names"):
-        data = _checkpoint()
-        del data["class_names"]
-        CheckpointDataset(filepath=str(tmp_path / "m.pt")).save(data)
+def test_only_checkpoints_are_saved_and_foreign_files_are_refused(tmp_path):
+    with pytest.raises(DatasetError, match="must be a Checkpoint or EnsembleCheckpoint"):
+        CheckpointDataset(filepath=str(tmp_path / "m.pt")).save(small_checkpoint().to_dict())
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(DatasetError, match="not a plankton-kedro checkpoint"):
+    with pytest.raises(DatasetError, match="other.pt is not a plankton-kedro checkpoint"):
         CheckpointDataset(filepath=str(tmp_path / "other.pt")).load()
 
 

@@ -13,8 +13,11 @@ import pytest
 from kedro.io import DatasetError
 from PIL import Image
 
-from plankton_kedro.datasets import ImageSource, ImageSourceDataset, SkippedFile
-from plankton_kedro.engine.scan import scan_images
+from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.engine.collection.layouts import SkippedFile
+from plankton_kedro.engine.collection.scan import scan_images
+from plankton_kedro.engine.collection.sources import ImageSource
+from plankton_kedro.engine.errors import CollectionError
 
 SIZE = 16
 
@@ -280,11 +283,11 @@ def test_tar_links_and_devices_are_refused(tmp_path):
     assert {s.reason for s in source.skipped} == {"not a regular file"}
 
 
-def test_truncated_tar_gz_raises_dataset_error(tmp_path):
+def test_truncated_tar_gz_raises_a_collection_error(tmp_path):
     files = {f"c/{i}.png": png(seed=i, size=(64, 64)) for i in range(4)}
     path = make_tar(tmp_path / "cut.tar.gz", files, mode="w:gz")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(DatasetError, match=r"cut\.tar\.gz is truncated or corrupt"):
+    with pytest.raises(CollectionError, match=r"cut\.tar\.gz is truncated or corrupt"):
         list(ImageSource(path).iter_files())
 
 

@@ -5,8 +5,8 @@ import inspect
 import numpy as np
 import pytest
 
-from plankton_kedro.engine.calibration import softmax
-from plankton_kedro.engine.ensemble import (
+from plankton_kedro.engine.analysis.calibration import softmax
+from plankton_kedro.engine.analysis.ensemble import (
     combine,
     ensemble_predictions,
     greedy_forward_selection,
