@@ -4,7 +4,7 @@ For each model it measures, interleaved repeat by repeat so that a busy machine 
 sides of a ratio alike:
 
   (a) bare:   a plain torch training loop on random tensors of the same shape, same network
-  (b) engine: ``engine.modelling.stages.train_stage`` on the real cache (augmentation, data loader, ...)
+  (b) engine: ``modelling.stages.train_stage`` on the real cache (augmentation, data loader, ...)
   (c) kedro:  the ``in_domain.train_on_source`` node run by a ``KedroSession`` on a
               temporary copy of the project (catalog loads the cache and manifest, saves
               the checkpoint)

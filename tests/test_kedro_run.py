@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from plankton_kedro.engine.checkpoint import load_checkpoint
 from tests.conftest import PROJECT_ROOT, TINY_MODEL
 
 pytestmark = pytest.mark.slow
@@ -47,6 +48,12 @@ def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.Comp
 def latest(project: Path, relative: str) -> Path:
     versions = sorted((project / relative).iterdir())
     return versions[-1] / Path(relative).name
+
+
+def latest_checkpoint(project: Path, relative: str):
+    """The newest version of a checkpoint, read as weights-only and then through the schema."""
+    path = latest(project, relative)
+    return load_checkpoint(torch.load(path, weights_only=True), source=str(path))
 
 
 def latest_json(project: Path, relative: str) -> dict:
@@ -177,13 +184,11 @@ def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
     uninterrupted = _copy_project(tmp_path / "uninterrupted")
     assert kedro(uninterrupted, *args).returncode == 0
     for model in ("source_model", "target_model"):
-        a = torch.load(latest(killed, f"data/06_models/two_stage/{model}.pt"), weights_only=True)
-        b = torch.load(
-            latest(uninterrupted, f"data/06_models/two_stage/{model}.pt"), weights_only=True
-        )
-        assert [h["epoch"] for h in a["history"]] == [h["epoch"] for h in b["history"]]
-        assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in b["state_dict"])
-    assert a["resumed_from_epoch"] is None and b["resumed_from_epoch"] is None
+        a = latest_checkpoint(killed, f"data/06_models/two_stage/{model}.pt")
+        b = latest_checkpoint(uninterrupted, f"data/06_models/two_stage/{model}.pt")
+        assert [h["epoch"] for h in a.history.epochs] == [h["epoch"] for h in b.history.epochs]
+        assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in b.state_dict)
+    assert a.history.resumed_from_epoch is None and b.history.resumed_from_epoch is None
 
 
 def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
@@ -204,10 +209,8 @@ def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
     ]
     ranks = subprocess.run(torchrun, cwd=project, env=env, capture_output=True, text=True)
     assert ranks.returncode == 0, ranks.stdout[-3000:] + ranks.stderr[-3000:]
-    source_model = torch.load(
-        latest(project, "data/06_models/two_stage/source_model.pt"), weights_only=True
-    )
-    assert source_model["stage"] == "pretraining" and len(source_model["history"]) == 1
+    source_model = latest_checkpoint(project, "data/06_models/two_stage/source_model.pt")
+    assert source_model.identity.stage == "pretraining" and len(source_model.history.epochs) == 1
     rest = kedro(
         project,
         "--pipelines=fine_tuning,evaluation",
@@ -252,15 +255,13 @@ def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_pa
     best_member = max(report["selection"]["member_val_scores"].values())
     assert report["ensemble"]["val_accuracy"] >= best_member
     assert report["ensemble"]["test"]["n_test"] == 80
-    ensemble = torch.load(
-        latest(project, "data/06_models/ensemble/ensemble_model.pt"), weights_only=True
-    )
-    assert ensemble["kind"] == "ensemble"
-    assert ensemble["member_names"] == sorted(report["selection"]["weights"])
-    assert abs(sum(ensemble["weights"]) - 1) < 1e-9
-    members = {m["model_name"] for m in ensemble["members"]}
+    ensemble = latest_checkpoint(project, "data/06_models/ensemble/ensemble_model.pt")
+    assert ensemble.kind == "ensemble"
+    assert ensemble.member_names == sorted(report["selection"]["weights"])
+    assert abs(sum(ensemble.weights) - 1) < 1e-9
+    members = {m.model_name for m in ensemble.members}
     assert members <= {"resnet10t", "resnet14t"}
-    assert 0 <= ensemble["rejection_threshold"] <= 1
+    assert 0 <= ensemble.rejection_threshold <= 1
 
     images = _new_images(tmp_path / "new")
     params = f"predict_images={images},predict_model=ensemble"

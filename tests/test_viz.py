@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from kedro.framework.project import pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
@@ -31,7 +30,8 @@ from plankton_kedro.datasets import (
     ImageSourceDataset,
     ManifestDataset,
 )
-from tests.conftest import PROJECT_ROOT
+from plankton_kedro.engine.checkpoint import History, Preprocessing
+from tests.conftest import PROJECT_ROOT, small_checkpoint
 from tests.demo_run import demo_project, run_kedro
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -44,25 +44,17 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 def test_checkpoint_preview_shows_model_classes_image_size_and_best_score(tmp_path):
     dataset = CheckpointDataset(filepath=str(tmp_path / "model.pt"))
     dataset.save(
-        {
-            "state_dict": {"w": torch.zeros(2)},
-            "model_name": "resnet18",
-            "class_names": ["copepod", "diatom"],
-            "image_size": 64,
-            "mean": [0.5] * 3,
-            "std": [0.5] * 3,
-            "fill": 255,
-            "run": "two_stage",
-            "stage": "fine_tuning",
-            "best_score": 0.9,
-            "best_epoch": 3,
-            "history": [{}, {}, {}, {}],
-        }
+        small_checkpoint(
+            model_name="resnet18",
+            class_names=["copepod", "diatom"],
+            preprocessing=Preprocessing(73, 64, 0, (0.5,) * 3, (0.5,) * 3),
+            history=History(epochs=[{}, {}, {}, {}], best_score=0.9, best_epoch=3),
+        )
     )
     preview = json.loads(dataset.preview())
     assert preview["model_name"] == "resnet18" and preview["route"] == "two_stage"
     assert preview["class_names"] == ["copepod", "diatom"] and preview["n_classes"] == 2
-    assert preview["image_size"] == 64
+    assert (preview["image_size"], preview["fill"]) == (64, 0)
     assert (preview["best_score"], preview["best_epoch"], preview["epochs_run"]) == (0.9, 3, 4)
     assert "state_dict" not in preview
 
