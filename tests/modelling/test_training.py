@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from plankton_kedro.engine.analysis.report import evaluation_report
+from plankton_kedro.engine.collection.provenance import CachePreprocessing, record_preprocessing
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
 from plankton_kedro.engine.errors import StageInputError
 from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler, fixed_subset
@@ -196,3 +197,23 @@ def test_report_has_top_k_and_most_confused_pairs():
     assert report["most_confused"][1]["true"] == "c"
     assert len(report["most_confused"]) == 2
     assert report["confusion_matrix"][0] == [1, 2, 0, 0]
+
+
+def test_the_checkpoint_records_the_fill_the_cache_was_made_with(tiny_cache, tmp_path, caplog):
+    """Training on a cache padded with 0 while data.fill says 255: the model must pad new
+    images as its cache was padded, so the checkpoint takes the fill from the cache's record."""
+    images, manifest = tiny_cache
+    manifest = manifest.copy()
+    record_preprocessing(manifest, CachePreprocessing(cache_size=images.shape[1], fill=0))
+    checkpoint = _train((images, manifest), tmp_path, max_epochs=1)
+    assert checkpoint.preprocessing.fill == 0
+    assert checkpoint.preprocessing.cache_size == images.shape[1]
+    assert "padded with fill 0 (recorded at ingestion), not data.fill=255" in caplog.text
+
+
+def test_a_manifest_recording_another_cache_size_is_refused(tiny_cache, tmp_path):
+    images, manifest = tiny_cache
+    manifest = manifest.copy()
+    record_preprocessing(manifest, CachePreprocessing(cache_size=99, fill=255))
+    with pytest.raises(StageInputError, match="records 99 px images but the image cache holds 20"):
+        _train((images, manifest), tmp_path, max_epochs=1)

@@ -11,7 +11,8 @@ import pytest
 from kedro.io import DatasetError
 from PIL import Image
 
-from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.datasets import ImageSourceDataset, ManifestDataset
+from plankton_kedro.engine.collection.provenance import CachePreprocessing, recorded_preprocessing
 from plankton_kedro.engine.config import DataParams, IngestionParams
 from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
 
@@ -176,3 +177,16 @@ def test_official_split_lists_define_the_split(tmp_path):
     assert by_path["daphnia/daphnia_0.jpeg"] == "train"
     assert by_path["daphnia/daphnia_5.jpeg"] == "val"
     assert by_path["copepod/copepod_8.jpeg"] == "test"
+
+
+def test_the_manifest_records_how_its_cache_was_made_and_keeps_it_on_disk(messy_folder, tmp_path):
+    source = ImageSourceDataset(path=str(messy_folder)).load()
+    data = DataParams(image_size=16, resize_ratio=0.8, fill=0)
+    records, cache, _ = scan_collection(source, data, IngestionParams(spool_dir=None))
+    manifest = split_records(records, IngestionParams())
+    path = str(tmp_path / "manifest.parquet")
+    ManifestDataset(filepath=path).save(manifest)
+    recorded = recorded_preprocessing(ManifestDataset(filepath=path).load())
+    assert recorded == CachePreprocessing(cache_size=20, fill=0, colour_mode="rgb")
+    assert recorded.cache_size == cache.shape[1]
+    assert (cache[records["rel_path"] == "copepod/00.png"][0, 0] == 0).all()  # padded with 0
