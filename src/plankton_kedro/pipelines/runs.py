@@ -17,11 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from kedro.config import OmegaConfigLoader
+from kedro.pipeline import Node, Pipeline
 
 from .build_parameters import build_parameter
 from .routes import ROUTES
 
 RUNS_KEY = "runs"
+SHARED_SETTINGS = ("model", "data", "training")
 ENSEMBLE_PREFIX = "ensemble_"
 DEFAULT_SEEDS = (42,)
 
@@ -62,6 +64,21 @@ def all_runs() -> dict[str, dict[str, Any]]:
             "pretrained": member.get("pretrained"),
         }
     return runs
+
+
+def stage_of_run(stage: Node, namespace: str, dataset: str, stage_key: str) -> Pipeline:
+    """``stage`` in ``namespace``, reading ``<dataset>_image_cache`` and ``<dataset>_manifest``,
+    the shared settings, the stage's own section (``pretraining``/``fine_tuning``) and the
+    run's parameters ``runs.<namespace>`` as ``params:run``."""
+    return Pipeline(
+        [stage],
+        namespace=namespace,
+        inputs={"image_cache": f"{dataset}_image_cache", "manifest": f"{dataset}_manifest"},
+        parameters={
+            **{p: p for p in (*SHARED_SETTINGS, stage_key)},
+            "run": f"{RUNS_KEY}.{namespace}",
+        },
+    )
 
 
 class RunsConfigLoader(OmegaConfigLoader):

@@ -23,8 +23,6 @@ from plankton_kedro.pipelines.routes import ROUTES
 
 stages = lazy_import("plankton_kedro.engine.modelling.stages")
 
-SETTINGS = ("model", "data", "training")
-
 
 def train_on_source(
     image_cache: np.ndarray,
@@ -37,17 +35,10 @@ def train_on_source(
 ) -> Checkpoint:
     """Stage 1: train on the source set from the route's start (random weights for
     ``in_domain``, ``model.pretrained`` for ``two_stage``); the best checkpoint on validation."""
-    return stages.train_stage(
-        image_cache,
-        manifest,
-        model=run.model_params(model),
-        data=data,
-        training=run.training_params(training, pretraining),
-        route=run.route,
-        stage="pretraining",
-        backbone_init=ROUTES[run.route].stage1_init,
-        run_name=run.name,
-    )
+    return _train(
+        image_cache, manifest, model, data, training, pretraining, run,
+        stage="pretraining", backbone_init=ROUTES[run.route].stage1_init,
+    )  # fmt: skip
 
 
 def fine_tune_on_target(
@@ -60,17 +51,10 @@ def fine_tune_on_target(
     run: RunParams,
 ) -> Checkpoint:
     """Stage 2 of a route without stage 1: fine-tune ``model.pretrained`` on the target set."""
-    return stages.train_stage(
-        image_cache,
-        manifest,
-        model=run.model_params(model),
-        data=data,
-        training=run.training_params(training, fine_tuning),
-        route=run.route,
-        stage="fine_tuning",
-        backbone_init="pretrained",
-        run_name=run.name,
-    )
+    return _train(
+        image_cache, manifest, model, data, training, fine_tuning, run,
+        stage="fine_tuning", backbone_init="pretrained",
+    )  # fmt: skip
 
 
 def fine_tune_from_source_model(
@@ -85,15 +69,35 @@ def fine_tune_from_source_model(
 ) -> Checkpoint:
     """Stage 2: keep the stage-1 backbone and bottleneck, re-initialise the classifier,
     fine-tune on the target set."""
+    return _train(
+        image_cache, manifest, model, data, training, fine_tuning, run,
+        stage="fine_tuning", backbone_init="checkpoint", init_checkpoint=source_model,
+    )  # fmt: skip
+
+
+def _train(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    model: ModelParams,
+    data: DataParams,
+    training: TrainingParams,
+    stage_settings: StageParams,
+    run: RunParams,
+    *,
+    stage: str,
+    backbone_init: str,
+    init_checkpoint: Checkpoint | None = None,
+) -> Checkpoint:
+    """The run's network and settings (global, then the stage's, then the run's), trained."""
     return stages.train_stage(
         image_cache,
         manifest,
         model=run.model_params(model),
         data=data,
-        training=run.training_params(training, fine_tuning),
+        training=run.training_params(training, stage_settings),
         route=run.route,
-        stage="fine_tuning",
-        backbone_init="checkpoint",
-        init_checkpoint=source_model,
+        stage=stage,
+        backbone_init=backbone_init,
+        init_checkpoint=init_checkpoint,
         run_name=run.name,
     )

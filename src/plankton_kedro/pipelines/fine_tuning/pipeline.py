@@ -5,14 +5,13 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node
 
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAINING_TAG, Route
-from plankton_kedro.pipelines.runs import RUNS_KEY
+from plankton_kedro.pipelines.runs import SHARED_SETTINGS, stage_of_run
 from plankton_kedro.pipelines.training_nodes import (
-    SETTINGS,
     fine_tune_from_source_model,
     fine_tune_on_target,
 )
 
-STAGE_INPUTS = [*(f"params:{p}" for p in SETTINGS), "params:fine_tuning", "params:run"]
+STAGE_INPUTS = [*(f"params:{p}" for p in SHARED_SETTINGS), "params:fine_tuning", "params:run"]
 
 
 def fine_tune_route(route: Route, namespace: str | None = None) -> Pipeline:
@@ -35,15 +34,7 @@ def fine_tune_route(route: Route, namespace: str | None = None) -> Pipeline:
             name="fine_tune_on_target",
             tags=[TRAINING_TAG],
         )
-    return Pipeline(
-        [stage],
-        namespace=namespace,
-        inputs={"image_cache": "target_image_cache", "manifest": "target_manifest"},
-        parameters={
-            **{p: p for p in (*SETTINGS, "fine_tuning")},
-            "run": f"{RUNS_KEY}.{namespace}",
-        },
-    )
+    return stage_of_run(stage, namespace, "target", "fine_tuning")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
