@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from plankton_kedro.engine.atomic import atomic_path
+
 # All classes, in a fixed order: the position is the class id used for seeding, so a class
 # shared by both splits is seeded the same way (but looks different through the split look).
 ALL_CLASSES: tuple[str, ...] = (
@@ -576,15 +578,16 @@ def encode_image(image: Image.Image, fmt: str) -> bytes:
 
 def _write_zip(path: Path, members: Iterator[tuple[str, bytes]]) -> None:
     """Reproducible ZIP: sorted names, stored, fixed timestamps and permissions."""
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+    with (
+        atomic_path(path) as temporary,
+        zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED) as zf,
+    ):
         for name, data in sorted(members):
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
             info.compress_type = zipfile.ZIP_STORED
             info.create_system = 3  # unix
             info.external_attr = 0o100644 << 16
             zf.writestr(info, data)
-    tmp.replace(path)
 
 
 def write_demo_archives(

@@ -19,6 +19,8 @@ from typing import Any
 from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Node, Pipeline
 
+from plankton_kedro.engine.config import EnsembleMember
+
 from .build_parameters import build_parameter
 from .routes import ROUTES
 
@@ -44,7 +46,8 @@ def ensemble_members() -> list[dict[str, Any]]:
     unnamed = [m for m in members if not isinstance(m, dict) or "name" not in m]
     if unnamed:
         raise ValueError(f"ensembling.members: every member needs a name; got {unnamed}")
-    return members
+    default_route = EnsembleMember.model_fields["route"].default
+    return [{"route": default_route, **member} for member in members]
 
 
 def all_runs() -> dict[str, dict[str, Any]]:
@@ -58,7 +61,7 @@ def all_runs() -> dict[str, dict[str, Any]]:
         name = f"{ENSEMBLE_PREFIX}{member['name']}"
         runs[name] = {
             "name": name,
-            "route": member.get("route", "two_stage"),
+            "route": member["route"],
             "seed": member.get("seed"),
             "model": member.get("model"),
             "pretrained": member.get("pretrained"),

@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         return Pipeline([])
     namespaces = [f"{ENSEMBLE_PREFIX}{m['name']}" for m in members]
     copies = [
-        build_route(m.get("route", "two_stage"), ingestion=False, namespace=namespace)
+        build_route(m["route"], ingestion=False, namespace=namespace)
         for m, namespace in zip(members, namespaces, strict=True)
     ]
     select = node(
