@@ -78,6 +78,14 @@ def test_no_import_loops_between_the_project_modules():
         ("plankton_kedro.engine.collection", ("plankton_kedro.engine.analysis",)),
         ("plankton_kedro.engine.analysis", ("plankton_kedro.engine.modelling",)),
         ("plankton_kedro.engine.analysis", ("plankton_kedro.engine.collection",)),
+        # classifying new images needs the network, not the training stack
+        (
+            "plankton_kedro.engine.modelling.classify",
+            tuple(
+                f"plankton_kedro.engine.modelling.{m}"
+                for m in ("fit", "loop", "schedule", "stages", "resume", "distributed")
+            ),
+        ),
     ],
 )
 def test_each_engine_package_depends_only_on_what_its_layer_allows(package, forbidden):

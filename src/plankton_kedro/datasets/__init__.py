@@ -2,16 +2,14 @@
 
 from plankton_kedro.datasets.checkpoint import CheckpointDataset
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
-from plankton_kedro.datasets.image_source import ImageSource, ImageSourceDataset, SkippedFile
+from plankton_kedro.datasets.image_source import ImageSourceDataset
 from plankton_kedro.datasets.manifest import ManifestDataset
 from plankton_kedro.datasets.prediction_model import PredictionModelDataset
 
 __all__ = [
     "CheckpointDataset",
     "ImageCacheDataset",
-    "ImageSource",
     "ImageSourceDataset",
     "ManifestDataset",
     "PredictionModelDataset",
-    "SkippedFile",
 ]

@@ -8,7 +8,6 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from plankton_kedro.engine.collection.layouts import SkippedFile
 from plankton_kedro.engine.collection.scan import RECORD_DTYPES
 from plankton_kedro.engine.collection.sources import (
     ImageSource,
@@ -19,8 +18,6 @@ from plankton_kedro.engine.collection.sources import (
 from plankton_kedro.engine.errors import CollectionError
 
 from ._previews import TablePreview, image_source_preview
-
-__all__ = ["ImageSource", "ImageSourceDataset", "MergedImageSource", "SkippedFile"]
 
 
 class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"]):
