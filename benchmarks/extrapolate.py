@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
 from plankton_kedro.engine.collection.scan import SkippedFile, decode_files
 from plankton_kedro.engine.config import DataParams
 from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler
@@ -80,7 +81,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     torch.set_num_threads(1)
     data = DataParams(image_size=args.image_size)
     files = sample_files(args.data, args.files)
-    outcomes = decode_files(files, size=data.cache_size, workers=1)
+    outcomes = decode_files(files, preprocessing=CachePreprocessing(data.cache_size), workers=1)
     decoded = [item for item in outcomes if not isinstance(item, SkippedFile)]
     cache = np.stack([pixels for _, pixels in decoded])
     labels = np.zeros(len(cache), np.int64)
@@ -105,7 +106,10 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         "cache_bytes": data.cache_size**2 * 3,
         "file_bytes": float(np.mean([len(blob) for _, blob in files])),
         "ingest_s": seconds_per_image(
-            lambda: list(decode_files(files, size=data.cache_size, workers=1)), len(files)
+            lambda: list(
+                decode_files(files, preprocessing=CachePreprocessing(data.cache_size), workers=1)
+            ),
+            len(files),
         ),
         "data_path_s": seconds_per_image(data_path, len(cache)),
         "pil_s": seconds_per_image(decode_every_epoch, len(files)),

@@ -18,11 +18,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from throughput import NDSB, pil_loop  # noqa: E402
+from throughput import BASELINE_FILL, NDSB, pil_loop  # noqa: E402
 
 from plankton_kedro.datasets.image_cache import ImageCacheDataset  # noqa: E402
 from plankton_kedro.datasets.image_source import ImageSourceDataset  # noqa: E402
-from plankton_kedro.engine.config import DataParams, IngestionParams  # noqa: E402
+from plankton_kedro.engine.config import (  # noqa: E402
+    DataParams,
+    IngestionParams,
+    PreprocessingParams,
+)
 from plankton_kedro.pipelines.ingestion.nodes import scan_collection, split_records  # noqa: E402
 
 
@@ -43,7 +47,7 @@ def main() -> None:
             source.list_dirs()
             marks.append(time.perf_counter())
             before = os.times()
-            records, cache, _ = scan_collection(source, data, ingestion)
+            records, cache, _ = scan_collection(source, data, PreprocessingParams(), ingestion)
             after = os.times()
             marks.append(time.perf_counter())
             split_records(records, ingestion)
@@ -52,7 +56,7 @@ def main() -> None:
             marks.append(time.perf_counter())
             del cache
             started = time.perf_counter()
-            files = pil_loop(args.data, data.cache_size, data.fill)
+            files = pil_loop(args.data, data.cache_size, BASELINE_FILL)
             pil = time.perf_counter() - started
             n = len(records)
             us = [(b - a) / n * 1e6 for a, b in zip(marks, marks[1:], strict=False)]

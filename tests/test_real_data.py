@@ -15,6 +15,7 @@ from plankton_kedro.engine.config import (
     EvaluationParams,
     IngestionParams,
     ModelParams,
+    PreprocessingParams,
     RunParams,
     StageParams,
     TrainingParams,
@@ -55,6 +56,8 @@ def test_uvp6_slice_ingests_and_trains(tmp_path):
         "ingestion": IngestionParams(),
         "pretraining": StageParams(),
         "fine_tuning": StageParams(),
+        "preprocessing.source": PreprocessingParams(),
+        "preprocessing.target": PreprocessingParams(),
         "evaluation": EvaluationParams(feature_classifiers={"cv_folds": 2}),
         "runs.two_stage": RunParams(name="two_stage", route="two_stage"),
     }

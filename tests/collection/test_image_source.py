@@ -15,11 +15,13 @@ from PIL import Image
 
 from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.collection.layouts import SkippedFile
+from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
 from plankton_kedro.engine.collection.scan import scan_images
 from plankton_kedro.engine.collection.sources import ImageSource
 from plankton_kedro.engine.errors import CollectionError
 
 SIZE = 16
+WHITE_PADDED = CachePreprocessing(cache_size=SIZE, fill=255)
 
 
 def png(mode: str = "RGB", size: tuple[int, int] = (12, 8), seed: int = 0) -> bytes:
@@ -121,7 +123,7 @@ KINDS = ["folder", "zip", "tar", "tar.gz", "tgz"]
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     source = ImageSource(make_folder(tmp_path_factory.mktemp("ref"), GOOD))
-    return list(source.iter_files()), scan_images(source, size=SIZE)
+    return list(source.iter_files()), scan_images(source, preprocessing=WHITE_PADDED)
 
 
 @pytest.mark.parametrize("top", [None, "train"])
@@ -134,7 +136,7 @@ def test_every_container_reads_the_same(tmp_path, reference, kind, top):
     assert source.top_folder == top
     assert list(source.iter_files()) == files == sorted(GOOD.items())
     assert source.skipped == []
-    scanned = scan_images(source, size=SIZE)
+    scanned = scan_images(source, preprocessing=WHITE_PADDED)
     assert scanned.records.equals(result.records)
     np.testing.assert_array_equal(scanned.images, result.images)
     assert (scanned.skipped, scanned.empty_classes, scanned.n_files) == ([], [], 4)
@@ -154,6 +156,9 @@ def test_records_describe_each_image(reference):
         "bytes",
         "sha1",
         "frame_cropped",
+        "background",
+        "colour",
+        "bits",
     ]
     assert records["rel_path"].tolist() == sorted(GOOD)
     assert records["label"].tolist() == ["copepod", "copepod", "diatom", "diatom"]
@@ -168,7 +173,7 @@ def test_records_describe_each_image(reference):
 def test_threads_and_progress_do_not_change_results(tmp_path, reference):
     seen = []
     source = ImageSource(make_folder(tmp_path, {**GOOD, "copepod/x.txt": b"x"}))
-    threaded = scan_images(source, size=SIZE, workers=4, progress=seen.append)
+    threaded = scan_images(source, preprocessing=WHITE_PADDED, workers=4, progress=seen.append)
     _, result = reference
     assert threaded.records.equals(result.records)
     np.testing.assert_array_equal(threaded.images, result.images)
@@ -176,7 +181,7 @@ def test_threads_and_progress_do_not_change_results(tmp_path, reference):
 
 
 def test_empty_collection_gives_empty_typed_result(tmp_path):
-    result = scan_images(ImageSource(make_folder(tmp_path, {})), size=SIZE)
+    result = scan_images(ImageSource(make_folder(tmp_path, {})), preprocessing=WHITE_PADDED)
     assert result.images.shape == (0, SIZE, SIZE, 3)
     assert list(result.records.columns)[:2] == ["rel_path", "label"]
     assert result.n_files == 0
@@ -188,7 +193,7 @@ def test_empty_collection_gives_empty_typed_result(tmp_path):
 @pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz"])
 def test_every_bad_file_is_skipped_with_its_reason(tmp_path, kind):
     source = ImageSource(build(kind, tmp_path, BAD, dirs=("empty",)))
-    result = scan_images(source, size=SIZE)
+    result = scan_images(source, preprocessing=WHITE_PADDED)
     assert source.top_folder is None
     assert result.records["rel_path"].tolist() == ["good/ok.png"]
     assert {s.path: s.reason for s in result.skipped} == BAD_REASONS
@@ -255,7 +260,7 @@ def test_unsafe_members_are_refused_and_nothing_is_written(tmp_path, monkeypatch
     archive = build(kind, tmp_path, {**UNSAFE, "ok/fine.png": png()})
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path.parent)
-    result = scan_images(ImageSource(archive), size=SIZE)
+    result = scan_images(ImageSource(archive), preprocessing=WHITE_PADDED)
     assert result.records["rel_path"].tolist() == ["ok/fine.png"]
     assert {s.path: s.reason for s in result.skipped} == dict.fromkeys(
         UNSAFE, "unsafe path in archive, refused"

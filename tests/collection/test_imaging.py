@@ -10,10 +10,12 @@ from PIL import Image, ImageFile
 
 from plankton_kedro.engine.collection.imaging import (
     ImageDecodeError,
+    bits_used,
     decode_image,
     load_image,
     pad_and_resize,
     pad_to_square,
+    to_rgb,
 )
 
 FILL = 200
@@ -83,13 +85,35 @@ def test_rgba_is_composited_over_fill_not_black():
     assert 90 <= rgb[1, 1, 0] <= 110  # half-transparent black over grey 200
 
 
-def test_twelve_bit_content_in_sixteen_bit_image_is_not_dark():
+def test_declared_twelve_bit_depth_uses_the_whole_range():
     values = np.linspace(0, 4095, 64, dtype=np.uint16).reshape(8, 8)
-    img = Image.fromarray(values)
-    assert img.mode == "I;16"
-    rgb = pixels(encode(img))
+    img = load_image(encode(Image.fromarray(values)))
+    assert img.mode == "I;16" and bits_used(img) == 12
+    rgb = np.asarray(to_rgb(img, bit_depth=12))
     assert rgb.max() == 255
     assert rgb[..., 0].flat[31] == pytest.approx(int(values.flat[31]) * 255 / 4095, abs=1)
+
+
+def test_images_of_one_instrument_keep_their_relative_brightness():
+    """Scaled by the declared depth, never by each image's own peak: a dim image of a 12-bit
+    camera stays half as bright as one twice as bright (per-image scaling made both white)."""
+    dim = np.full((4, 4), 1000, dtype=np.uint16)
+    bright = np.full((4, 4), 2000, dtype=np.uint16)
+    levels = [
+        int(np.asarray(to_rgb(load_image(encode(Image.fromarray(v))), bit_depth=12))[0, 0, 0])
+        for v in (dim, bright)
+    ]
+    assert levels == [round(1000 * 255 / 4095), round(2000 * 255 / 4095)]
+    # undeclared, 16-bit images are scaled by the full 16 bits, the same for every image
+    assert np.asarray(to_rgb(load_image(encode(Image.fromarray(bright)))))[0, 0, 0] == round(
+        2000 * 255 / 65535
+    )
+
+
+def test_values_beyond_the_declared_depth_clip():
+    values = np.array([[0, 5000]], dtype=np.uint16)
+    rgb = np.asarray(to_rgb(load_image(encode(Image.fromarray(values))), bit_depth=12))
+    assert rgb[0, 1, 0] == 255
 
 
 def test_full_range_sixteen_bit_maps_max_to_255():
@@ -100,10 +124,10 @@ def test_full_range_sixteen_bit_maps_max_to_255():
     assert rgb[0, 0, 0] == 0
 
 
-def test_eight_bit_content_in_sixteen_bit_image_is_unchanged():
+def test_eight_bit_content_in_sixteen_bit_image_is_unchanged_when_declared():
     values = np.array([[0, 100], [200, 255]], dtype=np.uint16)
-    rgb = pixels(encode(Image.fromarray(values)))
-    np.testing.assert_array_equal(rgb[..., 0], values)
+    img = load_image(encode(Image.fromarray(values)))
+    np.testing.assert_array_equal(np.asarray(to_rgb(img, bit_depth=8))[..., 0], values)
 
 
 def test_float_images_clip_or_rescale():

@@ -16,13 +16,15 @@ from kedro.io import AbstractDataset, DatasetError
 from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.collection.frame_crop import FrameCrop, crop_frame
 from plankton_kedro.engine.collection.imaging import pad_and_resize, to_rgb
-from plankton_kedro.engine.config import DataParams, IngestionParams
+from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
+from plankton_kedro.engine.config import DataParams, IngestionParams, PreprocessingParams
 from plankton_kedro.engine.modelling.classify import predict_files
 from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
 from tests.collection import public_sets
 
 DOCS = Path(__file__).parents[2] / "docs" / "datasets.md"
 DATA = DataParams(image_size=16, resize_ratio=0.8)
+WHITE = 255  # the synthetic vignettes' background, which fill: auto pads with
 INGESTION = IngestionParams(workers=2)
 
 
@@ -60,7 +62,7 @@ def entry_for(title_start: str, raw: Path) -> dict:
 
 def ingest(entry: dict):
     source = AbstractDataset.from_config("images", entry).load()
-    records, cache, summary = scan_collection(source, DATA, INGESTION)
+    records, cache, summary = scan_collection(source, DATA, PreprocessingParams(), INGESTION)
     manifest = split_records(records, INGESTION)
     return manifest, np.asarray(cache), build_report(manifest, summary, DATA, INGESTION)
 
@@ -141,7 +143,7 @@ def test_zooscan20_scale_bar_is_cropped_away(tmp_path):
         "images_without_match": 0,
     }
     first = manifest.index[manifest["rel_path"] == "Appendicularia/Appendicularia_0.png"][0]
-    expected = pad_and_resize(to_rgb(public_sets.tight_organism(0, 0)), DATA.cache_size, DATA.fill)
+    expected = pad_and_resize(to_rgb(public_sets.tight_organism(0, 0)), DATA.cache_size, WHITE)
     np.testing.assert_array_equal(cache[first], expected)
 
 
@@ -190,7 +192,8 @@ def test_merged_parts_need_distinct_names(tmp_path):
 class _RecordingClassifier:
     """Stands in for engine.predict.Classifier: keeps the pixels it is given."""
 
-    cache_size, fill, threshold, class_names = DATA.cache_size, DATA.fill, None, ["a", "b"]
+    preprocessing = CachePreprocessing(cache_size=DATA.cache_size)
+    threshold, class_names = None, ["a", "b"]
 
     def __init__(self):
         self.seen = []
@@ -206,7 +209,7 @@ def test_predict_crops_the_scale_bar_like_ingestion(tmp_path):
     crop = FrameCrop.from_setting("zooscan")
     result = predict_files(classifier, [("cast/1.png", vignette)], workers=1, frame_crop=crop)
     assert result.predictions["label"].tolist() == ["a"]
-    expected = pad_and_resize(to_rgb(public_sets.tight_organism(2, 1)), DATA.cache_size, DATA.fill)
+    expected = pad_and_resize(to_rgb(public_sets.tight_organism(2, 1)), DATA.cache_size, WHITE)
     np.testing.assert_array_equal(classifier.seen[0][0], expected)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from plankton_kedro.engine.analysis.report import evaluation_report
-from plankton_kedro.engine.collection.provenance import CachePreprocessing, record_preprocessing
+from plankton_kedro.engine.collection.preprocessing import CachePreprocessing, record_preprocessing
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
 from plankton_kedro.engine.errors import StageInputError
 from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler, fixed_subset
@@ -199,21 +199,56 @@ def test_report_has_top_k_and_most_confused_pairs():
     assert report["confusion_matrix"][0] == [1, 2, 0, 0]
 
 
-def test_the_checkpoint_records_the_fill_the_cache_was_made_with(tiny_cache, tmp_path, caplog):
-    """Training on a cache padded with 0 while data.fill says 255: the model must pad new
-    images as its cache was padded, so the checkpoint takes the fill from the cache's record."""
+def _recorded(tiny_cache, **settings):
     images, manifest = tiny_cache
     manifest = manifest.copy()
-    record_preprocessing(manifest, CachePreprocessing(cache_size=images.shape[1], fill=0))
-    checkpoint = _train((images, manifest), tmp_path, max_epochs=1)
-    assert checkpoint.preprocessing.fill == 0
-    assert checkpoint.preprocessing.cache_size == images.shape[1]
-    assert "padded with fill 0 (recorded at ingestion), not data.fill=255" in caplog.text
+    record_preprocessing(manifest, CachePreprocessing(cache_size=images.shape[1], **settings))
+    return images, manifest
+
+
+def test_the_checkpoint_records_how_the_cache_was_made(tiny_cache, tmp_path):
+    """The model must preprocess new images as its cache was made, whatever the settings of
+    the day: the checkpoint takes fill, colour and bit depth from the cache's record."""
+    recorded = _recorded(tiny_cache, fill=0, colour="grey", bit_depth=12)
+    checkpoint = _train(recorded, tmp_path, max_epochs=1)
+    preprocessing = checkpoint.preprocessing
+    assert (preprocessing.fill, preprocessing.colour_mode, preprocessing.bit_depth) == (
+        0,
+        "grey",
+        12,
+    )
+    assert preprocessing.cache_size == tiny_cache[0].shape[1]
+
+
+def test_a_cache_made_otherwise_than_the_settings_say_is_a_clear_error(tiny_cache, tmp_path):
+    images, manifest = _recorded(tiny_cache, fill=0, colour="grey")
+    with pytest.raises(
+        StageInputError,
+        match=r"tiny cache was made with fill=0, colour=grey but the settings now say "
+        r"fill=auto \(border 2\), colour=auto \(fill differ\): run the ingestion",
+    ):
+        train_stage(
+            images,
+            manifest,
+            model=ModelParams(name=TINY_MODEL, bottleneck_dim=32),
+            data=DataParams(image_size=16, resize_ratio=0.8),
+            training=TrainingParams(max_epochs=1, state_dir=str(tmp_path)),
+            route="test",
+            stage="pretraining",
+            backbone_init="scratch",
+            preprocessing=CachePreprocessing(cache_size=images.shape[1]),
+        )
+
+
+def test_a_manifest_from_before_the_record_is_taken_as_white_padded(tiny_cache, tmp_path, caplog):
+    checkpoint = _train(tiny_cache, tmp_path, max_epochs=1)
+    assert checkpoint.preprocessing.fill == 255
+    assert "written before preprocessing was recorded" in caplog.text
 
 
 def test_a_manifest_recording_another_cache_size_is_refused(tiny_cache, tmp_path):
     images, manifest = tiny_cache
     manifest = manifest.copy()
-    record_preprocessing(manifest, CachePreprocessing(cache_size=99, fill=255))
+    record_preprocessing(manifest, CachePreprocessing(cache_size=99))
     with pytest.raises(StageInputError, match="records 99 px images but the image cache holds 20"):
         _train((images, manifest), tmp_path, max_epochs=1)

@@ -15,6 +15,7 @@ from plankton_kedro.engine.config import (
     EvaluationParams,
     IngestionParams,
     ModelParams,
+    PreprocessingParams,
     RunParams,
     StageParams,
     TrainingParams,
@@ -68,6 +69,8 @@ def _catalog(tmp_path, route: str, run: RunParams | None = None) -> DataCatalog:
         "ingestion": IngestionParams(workers=1),
         "pretraining": StageParams(training={"max_epochs": 3}),
         "fine_tuning": StageParams(),
+        "preprocessing.source": PreprocessingParams(),
+        "preprocessing.target": PreprocessingParams(),
         "evaluation": EvaluationParams(
             feature_classifiers={"cv_folds": 2, "backbone_features": True}
         ),

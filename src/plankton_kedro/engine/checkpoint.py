@@ -27,10 +27,13 @@ class Preprocessing:
 
     cache_size: int
     image_size: int
-    fill: int
+    fill: str | int | tuple[int, ...]  # "auto": each image's border median
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    colour_mode: str = "rgb"
+    colour_mode: str = "rgb"  # grey | rgb, as resolved for the training collection
+    border: int = 2  # width of the ring "auto" reads the background from
+    bit_depth: int | None = None  # of high-bit-depth images (None: 16)
+    invert: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ class EnsembleCheckpoint:
         for name, member in zip(self.member_names, self.members, strict=True):
             if member.class_names != first.class_names:
                 raise CheckpointError(f"ensemble member {name} was trained on other classes")
-            shared = ("cache_size", "image_size", "fill", "colour_mode")
+            shared = ("cache_size", "image_size", "fill", "colour_mode", "border", "bit_depth")
+            shared += ("invert",)
             differs = [
                 key
                 for key in shared
@@ -212,6 +216,8 @@ def _read_model(data: dict[str, Any], schema: int, source: str) -> Checkpoint:
     preprocessing = dict(data["preprocessing"])
     for key in ("mean", "std"):
         preprocessing[key] = tuple(preprocessing[key])
+    if isinstance(preprocessing["fill"], list):
+        preprocessing["fill"] = tuple(preprocessing["fill"])
     history = data.get("history") or {}
     return Checkpoint(
         model_name=data["model_name"],
@@ -225,7 +231,8 @@ def _read_model(data: dict[str, Any], schema: int, source: str) -> Checkpoint:
 
 
 def _read_flat_model(data: dict[str, Any]) -> Checkpoint:
-    """Schema 1: every field at the top level; ``fill`` was the parameter at training time."""
+    """Schema 1: every field at the top level; ``fill`` was the parameter at training time,
+    16-bit images were scaled by their own peak (now by 16 bits unless declared)."""
     flat = {key: data.get(key) for key in _FLAT_HISTORY}
     return Checkpoint(
         model_name=data["model_name"],

@@ -65,12 +65,47 @@ class DataParams(_Strict):
 
     image_size: int = Field(224, ge=16, le=1024)
     resize_ratio: float = Field(0.875, gt=0.5, le=1.0)
-    fill: int = Field(255, ge=0, le=255)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_moved(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "fill" in values:
+            raise ValueError(
+                "data.fill is now set per collection: preprocessing.source.fill and "
+                "preprocessing.target.fill (default auto: each image's own background)"
+            )
+        return values
 
     @property
     def cache_size(self) -> int:
         """Side of the cached images: the crop size divided by the resize ratio."""
         return round(self.image_size / self.resize_ratio)
+
+
+class PreprocessingParams(_Strict):
+    """How one collection's images become its cache (``preprocessing.source`` / ``.target``).
+
+    ``fill``: ``auto`` pads each image with its own background (the median of its outer
+    ``border`` pixels: white for ZooScan/NDSB, black for UVP6, grey for IFCB), or a grey level
+    0-255, or an RGB colour ``[r, g, b]``. ``colour``: ``auto`` keeps images as they are,
+    ``grey`` drops colour, ``rgb`` keeps colour. ``bit_depth``: the instrument's bit depth for
+    images of more than 8 bits (e.g. 12); every image is scaled by it (unset: 16).
+    ``invert``: 255 - value before padding.
+    """
+
+    fill: Literal["auto"] | int | list[int] = "auto"
+    border: PositiveInt = 2
+    colour: Literal["auto", "grey", "rgb"] = "auto"
+    bit_depth: int | None = Field(None, ge=8, le=16)
+    invert: bool = False
+
+    @field_validator("fill")
+    @classmethod
+    def _valid_fill(cls, fill: str | int | list[int]) -> str | int | list[int]:
+        values = [fill] if isinstance(fill, int) else fill if isinstance(fill, list) else []
+        if isinstance(fill, list) and len(fill) != 3 or any(not 0 <= v <= 255 for v in values):
+            raise ValueError(f"fill must be auto, a grey level 0-255 or [r, g, b]; got {fill}")
+        return fill
 
 
 class LearningRates(_Strict):
@@ -278,10 +313,24 @@ class SplitParams(_Strict):
         return self
 
 
+class HygieneParams(_Strict):
+    """What happens to byte-identical files that would mislead training or evaluation.
+
+    ``conflicting_labels``: copies of one file filed under different classes are ``drop``ped
+    (all copies), kept, or an ``error``. ``source_overlap``: target images identical to a
+    source image are dropped from the target's test split (``drop_from_test``: a model
+    pre-trained on the source has seen them), kept, or an ``error``.
+    """
+
+    conflicting_labels: Literal["drop", "keep", "error"] = "drop"
+    source_overlap: Literal["drop_from_test", "keep", "error"] = "drop_from_test"
+
+
 class IngestionParams(_Strict):
     """How raw collections are validated, split and cached."""
 
     split: SplitParams = SplitParams()
+    hygiene: HygieneParams = HygieneParams()
     workers: int = Field(2, ge=1)
     spool_dir: str | None = "data/05_model_input"  # decoded pixels spooled here, not in RAM
 

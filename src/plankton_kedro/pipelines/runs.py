@@ -71,14 +71,16 @@ def all_runs() -> dict[str, dict[str, Any]]:
 
 def stage_of_run(stage: Node, namespace: str, dataset: str, stage_key: str) -> Pipeline:
     """``stage`` in ``namespace``, reading ``<dataset>_image_cache`` and ``<dataset>_manifest``,
-    the shared settings, the stage's own section (``pretraining``/``fine_tuning``) and the
-    run's parameters ``runs.<namespace>`` as ``params:run``."""
+    the shared settings, the collection's ``preprocessing.<dataset>``, the stage's own section
+    (``pretraining``/``fine_tuning``) and the run's parameters ``runs.<namespace>`` as
+    ``params:run``."""
     return Pipeline(
         [stage],
         namespace=namespace,
         inputs={"image_cache": f"{dataset}_image_cache", "manifest": f"{dataset}_manifest"},
         parameters={
             **{p: p for p in (*SHARED_SETTINGS, stage_key)},
+            "preprocessing": f"preprocessing.{dataset}",
             "run": f"{RUNS_KEY}.{namespace}",
         },
     )

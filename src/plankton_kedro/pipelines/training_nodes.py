@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 
 from plankton_kedro.engine.checkpoint import Checkpoint
+from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
 from plankton_kedro.engine.config import (
     DataParams,
     ModelParams,
+    PreprocessingParams,
     RunParams,
     StageParams,
     TrainingParams,
@@ -30,13 +32,14 @@ def train_on_source(
     model: ModelParams,
     data: DataParams,
     training: TrainingParams,
+    preprocessing: PreprocessingParams,
     pretraining: StageParams,
     run: RunParams,
 ) -> Checkpoint:
     """Stage 1: train on the source set from the route's start (random weights for
     ``in_domain``, ``model.pretrained`` for ``two_stage``); the best checkpoint on validation."""
     return _train(
-        image_cache, manifest, model, data, training, pretraining, run,
+        image_cache, manifest, model, data, training, preprocessing, pretraining, run,
         stage="pretraining", backbone_init=ROUTES[run.route].stage1_init,
     )  # fmt: skip
 
@@ -47,12 +50,13 @@ def fine_tune_on_target(
     model: ModelParams,
     data: DataParams,
     training: TrainingParams,
+    preprocessing: PreprocessingParams,
     fine_tuning: StageParams,
     run: RunParams,
 ) -> Checkpoint:
     """Stage 2 of a route without stage 1: fine-tune ``model.pretrained`` on the target set."""
     return _train(
-        image_cache, manifest, model, data, training, fine_tuning, run,
+        image_cache, manifest, model, data, training, preprocessing, fine_tuning, run,
         stage="fine_tuning", backbone_init="pretrained",
     )  # fmt: skip
 
@@ -64,13 +68,14 @@ def fine_tune_from_source_model(
     model: ModelParams,
     data: DataParams,
     training: TrainingParams,
+    preprocessing: PreprocessingParams,
     fine_tuning: StageParams,
     run: RunParams,
 ) -> Checkpoint:
     """Stage 2: keep the stage-1 backbone and bottleneck, re-initialise the classifier,
     fine-tune on the target set."""
     return _train(
-        image_cache, manifest, model, data, training, fine_tuning, run,
+        image_cache, manifest, model, data, training, preprocessing, fine_tuning, run,
         stage="fine_tuning", backbone_init="checkpoint", init_checkpoint=source_model,
     )  # fmt: skip
 
@@ -81,6 +86,7 @@ def _train(
     model: ModelParams,
     data: DataParams,
     training: TrainingParams,
+    preprocessing: PreprocessingParams,
     stage_settings: StageParams,
     run: RunParams,
     *,
@@ -88,7 +94,8 @@ def _train(
     backbone_init: str,
     init_checkpoint: Checkpoint | None = None,
 ) -> Checkpoint:
-    """The run's network and settings (global, then the stage's, then the run's), trained."""
+    """The run's network and settings (global, then the stage's, then the run's), trained on
+    a cache that must have been made with the collection's ``preprocessing``."""
     return stages.train_stage(
         image_cache,
         manifest,
@@ -100,4 +107,5 @@ def _train(
         backbone_init=backbone_init,
         init_checkpoint=init_checkpoint,
         run_name=run.name,
+        preprocessing=CachePreprocessing.from_settings(data.cache_size, preprocessing.model_dump()),
     )

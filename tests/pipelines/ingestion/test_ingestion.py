@@ -12,8 +12,11 @@ from kedro.io import DatasetError
 from PIL import Image
 
 from plankton_kedro.datasets import ImageSourceDataset, ManifestDataset
-from plankton_kedro.engine.collection.provenance import CachePreprocessing, recorded_preprocessing
-from plankton_kedro.engine.config import DataParams, IngestionParams
+from plankton_kedro.engine.collection.preprocessing import (
+    CachePreprocessing,
+    recorded_preprocessing,
+)
+from plankton_kedro.engine.config import DataParams, IngestionParams, PreprocessingParams
 from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
 
 
@@ -45,7 +48,7 @@ def messy_folder(tmp_path):
 def test_bad_files_are_listed_with_reasons_and_good_ones_kept(messy_folder):
     source = ImageSourceDataset(path=str(messy_folder)).load()
     data, ingestion = DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
-    records, cache, summary = scan_collection(source, data, ingestion)
+    records, cache, summary = scan_collection(source, data, PreprocessingParams(), ingestion)
     manifest = split_records(records, ingestion)
     report = build_report(manifest, summary, data, ingestion)
 
@@ -56,16 +59,18 @@ def test_bad_files_are_listed_with_reasons_and_good_ones_kept(messy_folder):
     assert reasons["diatom/readme.txt"].startswith("not an image file")
     assert reasons["diatom/page.jpg"].startswith("not an image")
     assert report["empty_classes"] == ["empty_class"]
-    assert report["images"] == len(manifest) == len(cache) == 12 + 10 + 2 + 2
+    assert len(manifest) == len(cache) == 12 + 10 + 2 + 2  # row-aligned, all cached
     assert report["skipped_count"] == 5
     assert report["files_seen"] == 31
     assert report["per_class"]["rare"]["total"] == 2
     assert "rare" in report["tiny_classes"]
-    # byte-identical files are reported and kept in one split (no train/test leakage)
+    # one file filed as copepod and as diatom: reported, and both copies left out (policy drop)
     [duplicate] = report["duplicates"]
     assert duplicate["paths"] == ["copepod/dup.png", "diatom/dup.png"]
-    assert duplicate["labels"] == ["copepod", "diatom"]
-    assert len(duplicate["splits"]) == 1
+    assert duplicate["labels"] == ["copepod", "diatom"] and duplicate["splits"] == ["excluded"]
+    assert report["images"] == 24
+    assert report["excluded"] == {"identical file under another label": 2}
+    assert report["hygiene"]["conflicting_labels"] == {"files": 2, "groups": 1, "policy": "drop"}
     assert list(manifest.columns) == [
         "rel_path",
         "label",
@@ -74,17 +79,24 @@ def test_bad_files_are_listed_with_reasons_and_good_ones_kept(messy_folder):
         "mode",
         "bytes",
         "sha1",
+        "background",
+        "colour",
+        "bits",
         "split",
         "split_source",
+        "exclusion",
     ]
     assert manifest.attrs["dataset"] == "messy"
     assert cache.shape == (26, 20, 20, 3) and cache.dtype == np.uint8
 
 
-def test_padding_is_white_and_aspect_is_kept(messy_folder):
+def test_a_fixed_fill_pads_with_it_and_aspect_is_kept(messy_folder):
     source = ImageSourceDataset(path=str(messy_folder)).load()
     records, cache, _ = scan_collection(
-        source, DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
+        source,
+        DataParams(image_size=16, resize_ratio=0.8),
+        PreprocessingParams(fill=255),
+        IngestionParams(),
     )
     row = records.index[records["rel_path"] == "copepod/00.png"][0]
     image = cache[row]  # a 30x20 grey-3 image padded to 30x30 then resized to 20x20
@@ -98,14 +110,18 @@ def test_an_archive_without_usable_images_is_a_clear_error(tmp_path):
         archive.writestr("a/readme.txt", "no images here")
     source = ImageSourceDataset(path=str(path)).load()
     with pytest.raises(ValueError, match=r"nothing\.zip: no usable image found in 1 files"):
-        scan_collection(source, DataParams(image_size=16), IngestionParams())
+        scan_collection(source, DataParams(image_size=16), PreprocessingParams(), IngestionParams())
 
 
 def test_spooled_pixels_equal_in_memory_pixels(messy_folder, tmp_path):
     source = ImageSourceDataset(path=str(messy_folder)).load()
     data = DataParams(image_size=16, resize_ratio=0.8)
-    in_memory = scan_collection(source, data, IngestionParams(spool_dir=None))
-    spooled = scan_collection(source, data, IngestionParams(spool_dir=str(tmp_path / "spool")))
+    in_memory = scan_collection(
+        source, data, PreprocessingParams(), IngestionParams(spool_dir=None)
+    )
+    spooled = scan_collection(
+        source, data, PreprocessingParams(), IngestionParams(spool_dir=str(tmp_path / "spool"))
+    )
     assert isinstance(spooled[1], np.memmap)
     assert np.array_equal(in_memory[1], spooled[1])
     assert in_memory[0].equals(spooled[0])
@@ -130,7 +146,7 @@ def test_official_split_folders_and_exact_class_exclusion(tmp_path):
         path=str(path), layout="split_folders", exclude_classes=["flagellate"]
     ).load()
     data, ingestion = DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
-    records, _, summary = scan_collection(source, data, ingestion)
+    records, _, summary = scan_collection(source, data, PreprocessingParams(), ingestion)
     manifest = split_records(records, ingestion)
     report = build_report(manifest, summary, data, ingestion)
 
@@ -138,7 +154,13 @@ def test_official_split_folders_and_exact_class_exclusion(tmp_path):
     assert report["excluded_classes"] == {"flagellate": 14}
     test_rows = manifest["rel_path"].str.startswith("test/")
     assert (manifest.loc[test_rows, "split"] == "test").all()
-    assert set(manifest.loc[~test_rows, "split"]) == {"train", "val"}
+    # train images byte-identical to official test images are left out, the test split kept
+    excluded = manifest["split"] == "excluded"
+    assert set(manifest.loc[~test_rows & ~excluded, "split"]) == {"train", "val"}
+    assert set(manifest.loc[excluded, "exclusion"]) == {"copy of a test image"}
+    test_files = set(manifest.loc[test_rows, "sha1"])
+    assert set(manifest.loc[excluded, "sha1"]) == test_files & set(manifest.loc[~test_rows, "sha1"])
+    assert excluded.sum() == 8
     assert (manifest["split_source"] == "official (val carved from train)").all()
     assert report["split_source"] == "official (val carved from train)"
     reasons = {item["path"]: item["reason"] for item in report["skipped"]}
@@ -168,7 +190,7 @@ def test_official_split_lists_define_the_split(tmp_path):
         (tmp_path / f"{split}_filenames.txt").write_text("\n".join(entries) + "\n")
     source = ImageSourceDataset(path=str(root), split_lists=files).load()
     data, ingestion = DataParams(image_size=16, resize_ratio=0.8), IngestionParams()
-    records, cache, summary = scan_collection(source, data, ingestion)
+    records, cache, summary = scan_collection(source, data, PreprocessingParams(), ingestion)
     manifest = split_records(records, ingestion)
     assert len(manifest) == len(cache) == 18
     assert summary["not_in_split_lists"] == 1
@@ -181,12 +203,13 @@ def test_official_split_lists_define_the_split(tmp_path):
 
 def test_the_manifest_records_how_its_cache_was_made_and_keeps_it_on_disk(messy_folder, tmp_path):
     source = ImageSourceDataset(path=str(messy_folder)).load()
-    data = DataParams(image_size=16, resize_ratio=0.8, fill=0)
-    records, cache, _ = scan_collection(source, data, IngestionParams(spool_dir=None))
+    data = DataParams(image_size=16, resize_ratio=0.8)
+    settings = PreprocessingParams(fill=0)
+    records, cache, _ = scan_collection(source, data, settings, IngestionParams(spool_dir=None))
     manifest = split_records(records, IngestionParams())
     path = str(tmp_path / "manifest.parquet")
     ManifestDataset(filepath=path).save(manifest)
     recorded = recorded_preprocessing(ManifestDataset(filepath=path).load())
-    assert recorded == CachePreprocessing(cache_size=20, fill=0, colour_mode="rgb")
+    assert recorded == CachePreprocessing(cache_size=20, fill=0, colour="grey")
     assert recorded.cache_size == cache.shape[1]
     assert (cache[records["rel_path"] == "copepod/00.png"][0, 0] == 0).all()  # padded with 0

@@ -2,6 +2,9 @@
 
 Plain library code (no Kedro): every failure to read a file is raised as `ImageDecodeError` with a
 short human-readable reason, so callers can skip the file and report why.
+
+A padding fill is a grey level (``int``), a colour (three ints) or, through
+:func:`border_fill`, the image's own background: the median of its outer ring of pixels.
 """
 
 from __future__ import annotations
@@ -10,12 +13,12 @@ import io
 import re
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Raster formats of the usual image file extensions only: never hand untrusted bytes to plugins
 # such as EPS, which runs Ghostscript.
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
-_BIT_DEPTHS = (8, 10, 12, 14, 16)
+CONTAINER_BITS = 16  # what a 16-bit image is scaled by when no bit depth is declared
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 # Magic numbers of the usual image formats: such a file that PIL cannot identify is damaged,
@@ -24,13 +27,16 @@ _IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"II*\x00",
 _MAX_DETAIL = 80
 
 
+Fill = int | tuple[int, ...]
+
+
 class ImageDecodeError(ValueError):
     """A file that is not a usable image; str() is the human-readable reason."""
 
 
-def decode_image(data: bytes, *, fill: int = 255) -> Image.Image:
+def decode_image(data: bytes, *, fill: Fill = 255, bit_depth: int | None = None) -> Image.Image:
     """Fully decode image bytes into an 8-bit RGB image (transparency composited over `fill`)."""
-    return to_rgb(load_image(data), fill=fill)
+    return to_rgb(load_image(data), fill=fill, bit_depth=bit_depth)
 
 
 def load_image(data: bytes) -> Image.Image:
@@ -55,10 +61,12 @@ def load_image(data: bytes) -> Image.Image:
     return img
 
 
-def to_rgb(img: Image.Image, *, fill: int = 255) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB, scaling high bit depths instead of clipping them."""
+def to_rgb(img: Image.Image, *, fill: Fill = 255, bit_depth: int | None = None) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB. High bit depths are scaled by ``bit_depth`` (the
+    instrument's, declared per collection; default 16): the same for every image, so two
+    images of one instrument keep their relative brightness."""
     if img.mode in _SIXTEEN_BIT_MODES:
-        return _gray_to_rgb(_scale_by_bit_depth(np.asarray(img)))
+        return _gray_to_rgb(_scale_by_bit_depth(np.asarray(img), bit_depth or CONTAINER_BITS))
     if img.mode == "F":
         return _gray_to_rgb(_scale_float(np.asarray(img)))
     if img.mode in _ALPHA_MODES or "transparency" in img.info:
@@ -71,26 +79,74 @@ def to_rgb(img: Image.Image, *, fill: int = 255) -> Image.Image:
         raise ImageDecodeError(f"unsupported image mode '{img.mode}'") from exc
 
 
-def pad_to_square(img: Image.Image, fill: int = 255) -> Image.Image:
-    """Centre the image on a square canvas of grey `fill`, so resizing keeps the aspect ratio."""
+def bits_used(img: Image.Image) -> int:
+    """Bits the brightest pixel of a high-bit-depth image needs (8 for 8-bit images)."""
+    if img.mode not in _SIXTEEN_BIT_MODES:
+        return 8
+    return max(8, int(np.asarray(img).max(initial=0)).bit_length())
+
+
+def apply_colour(rgb: Image.Image, colour: str, invert: bool = False) -> Image.Image:
+    """``colour="grey"`` drops colour (luminance in all three bands); ``invert`` turns dark
+    objects on white into bright objects on black (and back)."""
+    if colour == "grey" and not is_grey(rgb):
+        rgb = rgb.convert("L").convert("RGB")
+    return ImageOps.invert(rgb) if invert else rgb
+
+
+def is_grey(rgb: Image.Image) -> bool:
+    """Whether the three bands of an RGB image are identical."""
+    return _grey_band(rgb) is not None
+
+
+def border_fill(rgb: Image.Image, width: int = 2) -> tuple[int, int, int]:
+    """The image's background: the per-band median of its outer ``width`` pixels (the whole
+    image when it is smaller than the ring). A median ignores the few pixels of an organism
+    touching the edge, of noise or of a scale bar; a vignetted border gives its typical
+    value, between the darker corners and the lighter middles of the edges."""
+    pixels = np.asarray(rgb)
+    height, wide = pixels.shape[:2]
+    if min(height, wide) <= 2 * width:
+        ring = pixels.reshape(-1, pixels.shape[-1])
+    else:
+        ring = np.concatenate(
+            [
+                pixels[:width].reshape(-1, 3),
+                pixels[-width:].reshape(-1, 3),
+                pixels[width:-width, :width].reshape(-1, 3),
+                pixels[width:-width, -width:].reshape(-1, 3),
+            ]
+        )
+    return tuple(int(v) for v in np.rint(np.median(ring, axis=0)))
+
+
+def pad_to_square(img: Image.Image, fill: Fill = 255) -> Image.Image:
+    """Centre the image on a square canvas of `fill`, so resizing keeps the aspect ratio."""
     width, height = img.size
     side = max(width, height)
     if width == height:
         return img
-    colour = fill if len(img.getbands()) == 1 else (fill,) * len(img.getbands())
+    bands = len(img.getbands())
+    colour = fill if isinstance(fill, int) else tuple(fill)
+    if bands == 1 and not isinstance(colour, int):
+        colour = colour[0]
+    elif bands > 1 and isinstance(colour, int):
+        colour = (colour,) * bands
     canvas = Image.new(img.mode, (side, side), colour)
     canvas.paste(img, ((side - width) // 2, (side - height) // 2))
     return canvas
 
 
-def pad_and_resize(img: Image.Image, size: int, fill: int = 255) -> np.ndarray:
+def pad_and_resize(img: Image.Image, size: int, fill: Fill = 255) -> np.ndarray:
     """Pad to square, then antialias-resize to a C-contiguous uint8 (size, size, 3) array.
 
-    Grey content (most plankton images, often stored as RGB) is padded and resized as one
-    band and then copied to three: bit for bit the same result for a third of the work.
+    Grey content (most plankton images, often stored as RGB) padded with a grey fill is
+    padded and resized as one band and then copied to three: bit for bit the same result for
+    a third of the work.
     """
     rgb = img if img.mode == "RGB" else img.convert("RGB")
-    grey = _grey_band(rgb)
+    grey_fill = isinstance(fill, int) or len(set(fill)) == 1
+    grey = _grey_band(rgb) if grey_fill else None
     square = pad_to_square(grey if grey is not None else rgb, fill)
     resized = np.asarray(square.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0))
     if grey is not None:
@@ -152,11 +208,9 @@ def _short(exc: Exception) -> str:
     return text if len(text) <= _MAX_DETAIL else text[: _MAX_DETAIL - 3] + "..."
 
 
-def _scale_by_bit_depth(values: np.ndarray) -> np.ndarray:
-    """Map integer pixels to 0..255 by the bit depth actually used (12-bit data is not dark)."""
-    values = np.clip(values.astype(np.int64), 0, None)
-    peak = int(values.max())
-    bits = next((b for b in _BIT_DEPTHS if peak < 2**b), peak.bit_length())
+def _scale_by_bit_depth(values: np.ndarray, bits: int) -> np.ndarray:
+    """Map integer pixels of a ``bits``-deep instrument to 0..255 (brighter values clip)."""
+    values = np.clip(values.astype(np.int64), 0, 2**bits - 1)
     return np.rint(values * (255 / (2**bits - 1))).astype(np.uint8)
 
 
@@ -173,8 +227,9 @@ def _gray_to_rgb(gray: np.ndarray) -> Image.Image:
     return Image.fromarray(gray, "L").convert("RGB")
 
 
-def _composite(rgba: Image.Image, fill: int) -> Image.Image:
-    """Flatten transparency onto a grey `fill` background (not black, which would invent edges)."""
-    background = Image.new("RGB", rgba.size, (fill, fill, fill))
+def _composite(rgba: Image.Image, fill: Fill) -> Image.Image:
+    """Flatten transparency onto a `fill` background (not black, which would invent edges)."""
+    colour = (fill,) * 3 if isinstance(fill, int) else tuple(fill)
+    background = Image.new("RGB", rgba.size, colour)
     background.paste(rgba, mask=rgba.getchannel("A"))
     return background

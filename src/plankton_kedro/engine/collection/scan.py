@@ -21,9 +21,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from .frame_crop import FrameCrop, crop_frame
-from .imaging import ImageDecodeError, load_image, pad_and_resize, to_rgb
+from .frame_crop import FrameCrop
+from .imaging import ImageDecodeError, load_image
 from .layouts import LAYOUTS, SkippedFile, class_of_folder, label_and_split, skip_reason
+from .preprocessing import CachePreprocessing, prepare
 from .spool import NpySpool
 
 RECORD_DTYPES = {
@@ -37,6 +38,9 @@ RECORD_DTYPES = {
     "bytes": "int64",
     "sha1": str,
     "frame_cropped": bool,  # a scale bar was found and removed (frame_crop)
+    "background": "int64",  # grey level of the image's border, as cached (0-255)
+    "colour": bool,  # its bands differ (a colour image)
+    "bits": "int64",  # bits its brightest raw pixel needs (8 for 8-bit images)
 }
 
 
@@ -68,8 +72,7 @@ _Used = tuple[dict[str, Any], np.ndarray]
 def scan_images(
     source: FileSource,
     *,
-    size: int,
-    fill: int = 255,
+    preprocessing: CachePreprocessing,
     workers: int = 1,
     progress: Callable[[int], None] | None = None,
     spool_dir: str | Path | None = None,
@@ -78,7 +81,8 @@ def scan_images(
     parted: bool = False,
     frame_crop: FrameCrop | None = None,
 ) -> ScanResult:
-    """Decode every image of `source` into (size, size, 3) uint8, listing each file left out.
+    """Decode every image of `source` into cache squares as `preprocessing` says, listing each
+    file left out.
 
     `progress` is called after each file with the number of files handled so far. With
     `workers` > 1 files are decoded in that many processes; results and order are the same
@@ -94,12 +98,12 @@ def scan_images(
     excluded: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     rejected: list[SkippedFile] = []
+    size = preprocessing.cache_size
     spool = NpySpool(spool_dir, size) if spool_dir is not None else None
     in_memory: list[np.ndarray] = []
     decoded = decode_files(
         source.iter_files(),
-        size=size,
-        fill=fill,
+        preprocessing=preprocessing,
         workers=workers,
         layout=layout,
         parted=parted,
@@ -135,8 +139,7 @@ def scan_images(
 def decode_files(
     files: Iterable[tuple[str, bytes]],
     *,
-    size: int,
-    fill: int = 255,
+    preprocessing: CachePreprocessing,
     workers: int = 1,
     layout: str = "imagefolder",
     parted: bool = False,
@@ -149,10 +152,16 @@ def decode_files(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout '{layout}' (use one of {', '.join(LAYOUTS)})")
-    if size < 1 or workers < 1:
-        raise ValueError(f"size and workers must be >= 1, got size={size}, workers={workers}")
+    if preprocessing.cache_size < 1 or workers < 1:
+        raise ValueError(
+            f"size and workers must be >= 1, got size={preprocessing.cache_size}, workers={workers}"
+        )
     examine = partial(
-        _examine, size=size, fill=fill, layout=layout, parted=parted, frame_crop=frame_crop
+        _examine,
+        preprocessing=preprocessing,
+        layout=layout,
+        parted=parted,
+        frame_crop=frame_crop,
     )
     yield from _ordered_map(examine, files, workers)
 
@@ -160,8 +169,7 @@ def decode_files(
 def _examine(
     item: tuple[str, bytes],
     *,
-    size: int,
-    fill: int,
+    preprocessing: CachePreprocessing,
     layout: str = "imagefolder",
     parted: bool = False,
     frame_crop: FrameCrop | None = None,
@@ -174,10 +182,7 @@ def _examine(
         return SkippedFile(rel_path, reason)
     try:
         img = load_image(data)
-        rgb, cropped = to_rgb(img, fill=fill), False
-        if frame_crop is not None:
-            rgb, cropped = crop_frame(rgb, frame_crop)
-        pixels = pad_and_resize(rgb, size, fill)
+        pixels, facts, cropped = prepare(img, preprocessing, frame_crop)
     except ImageDecodeError as exc:
         return SkippedFile(rel_path, str(exc))
     row = {
@@ -190,6 +195,9 @@ def _examine(
         "bytes": len(data),
         "sha1": hashlib.sha1(data, usedforsecurity=False).hexdigest(),
         "frame_cropped": cropped,
+        "background": facts.background,
+        "colour": facts.colour,
+        "bits": facts.bits,
     }
     return row, pixels
 

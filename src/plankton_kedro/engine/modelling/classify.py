@@ -1,7 +1,7 @@
 """Classify new, unlabelled images with a checkpoint or an ensemble, in streaming batches.
 
 Images are preprocessed exactly as in training, with the values stored in the checkpoint
-(padding fill, cache size, crop size, each member's normalisation), never the current
+(padding fill, colour, bit depth, sizes, each member's normalisation), never the current
 parameters. Probabilities are temperature-scaled as fitted on validation, and an image whose
 top probability is below the stored "unknown" threshold is labelled ``unknown``.
 """
@@ -27,6 +27,7 @@ from plankton_kedro.engine.collection.layouts import SkippedFile
 from plankton_kedro.engine.collection.scan import decode_files
 
 from .data import normalise
+from .inference import cache_preprocessing
 from .model import model_from_checkpoint
 from .runtime import resolve_device
 
@@ -54,7 +55,7 @@ class Classifier:
         preprocessing = model.preprocessing
         self.class_names = list(model.class_names)
         self.cache_size, self.crop = preprocessing.cache_size, preprocessing.image_size
-        self.fill = preprocessing.fill
+        self.preprocessing = cache_preprocessing(preprocessing)
         self.device = resolve_device("auto")
         self.nets = [model_from_checkpoint(m).to(self.device).eval() for m in members]
         self.norms = [
@@ -109,8 +110,7 @@ def predict_files(
     rows, embedding_blocks, skipped = [], [], []
     decoded = decode_files(
         files,
-        size=classifier.cache_size,
-        fill=classifier.fill,
+        preprocessing=classifier.preprocessing,
         workers=workers,
         layout="unlabelled",
         frame_crop=frame_crop,

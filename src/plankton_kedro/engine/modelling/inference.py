@@ -14,7 +14,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from plankton_kedro.engine.analysis.report import dataset_name
-from plankton_kedro.engine.checkpoint import Checkpoint
+from plankton_kedro.engine.checkpoint import Checkpoint, Preprocessing
+from plankton_kedro.engine.collection.preprocessing import (
+    CachePreprocessing,
+    recorded_preprocessing,
+)
 from plankton_kedro.engine.errors import StageInputError
 
 from .data import CachedImages, normalise
@@ -101,7 +105,17 @@ def predict_splits(
             f"(data.image_size={preprocessing.image_size}): run ingestion with "
             f"--params data.image_size={preprocessing.image_size}"
         )
-    unknown = sorted(set(manifest["label"]) - set(class_names))
+    recorded = recorded_preprocessing(manifest)
+    expected = cache_preprocessing(preprocessing)
+    differences = [] if recorded is None else recorded.differences(expected)
+    if differences:
+        raise StageInputError(
+            f"the {dataset_name(manifest)} cache was made with {recorded.describe()} but "
+            f"checkpoint {checkpoint.version} was trained on images made with "
+            f"{expected.describe()}: run ingestion with the checkpoint's preprocessing"
+        )
+    used = manifest["split"].isin(splits)
+    unknown = sorted(set(manifest.loc[used, "label"]) - set(class_names))
     if unknown:
         raise StageInputError(
             f"{dataset_name(manifest)} has classes the model was not trained on: "
@@ -116,7 +130,8 @@ def predict_splits(
             trained_on,
             evaluated_on,
         )
-    labels = manifest["label"].map({name: i for i, name in enumerate(class_names)}).to_numpy()
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = manifest["label"].map(index).fillna(-1).astype(np.int64).to_numpy()
     net = model_from_checkpoint(checkpoint)
     device = resolve_device("auto")
     outputs = {}
@@ -151,3 +166,15 @@ def predict_splits(
         if backbone_features:
             outputs[split]["backbone_features"] = result.backbone_features
     return outputs
+
+
+def cache_preprocessing(preprocessing: Preprocessing) -> CachePreprocessing:
+    """The cache settings a checkpoint's images were made with (to make new images alike)."""
+    return CachePreprocessing(
+        cache_size=preprocessing.cache_size,
+        fill=preprocessing.fill,
+        border=preprocessing.border,
+        colour=preprocessing.colour_mode,
+        bit_depth=preprocessing.bit_depth,
+        invert=preprocessing.invert,
+    )

@@ -99,6 +99,7 @@ def stage_fingerprint(
     data: DataParams,
     training: TrainingParams,
     init_weights: dict[str, torch.Tensor] | None,
+    preprocessing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What an interrupted run must share with this one to be resumed by it."""
     used = manifest[manifest["split"].isin(["train", "val"])]
@@ -112,6 +113,7 @@ def stage_fingerprint(
         "classes": class_names,
         "model": model.model_dump(),
         "image settings": data.model_dump(),
+        "cache preprocessing": preprocessing,
         "training": training.model_dump(exclude=OPERATIONAL_SETTINGS),
         "initial checkpoint": _weights_digest(init_weights),
     }

@@ -17,7 +17,10 @@ import pandas as pd
 
 from plankton_kedro.engine.analysis.report import dataset_name
 from plankton_kedro.engine.checkpoint import Checkpoint, History, Identity, Preprocessing
-from plankton_kedro.engine.collection.provenance import CachePreprocessing, recorded_preprocessing
+from plankton_kedro.engine.collection.preprocessing import (
+    CachePreprocessing,
+    recorded_preprocessing,
+)
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
 from plankton_kedro.engine.errors import StageInputError
 
@@ -31,6 +34,7 @@ from .runtime import seed_everything
 logger = logging.getLogger(__name__)
 
 BACKBONE_INITS = ("scratch", "pretrained", "checkpoint")
+USED_SPLITS = ("train", "val", "test")  # rows of other splits ("excluded") are never read
 
 
 @dataclass
@@ -64,6 +68,7 @@ def train_stage(
     backbone_init: str,
     init_checkpoint: Checkpoint | None = None,
     run_name: str | None = None,
+    preprocessing: CachePreprocessing | None = None,
 ) -> Checkpoint:
     """Train one stage on the train split, select on validation; return the best checkpoint.
 
@@ -71,18 +76,20 @@ def train_stage(
     a route (other seeds, ensemble members) never overwrite each other's.
     ``backbone_init``: ``scratch`` (random), ``pretrained`` (``model.pretrained``) or
     ``checkpoint`` (backbone + bottleneck of ``init_checkpoint``, fresh classifier).
-    The checkpoint records the preprocessing the cache was made with (from the manifest).
+    The checkpoint records the preprocessing the cache was made with (from the manifest);
+    ``preprocessing``, the collection's current settings, must match it.
     """
     if backbone_init not in BACKBONE_INITS or (
         backbone_init == "checkpoint" and init_checkpoint is None
     ):
         raise ValueError(f"unknown backbone initialisation '{backbone_init}'")
-    cache = _cache_preprocessing(images, manifest, data)
+    cache = _cache_preprocessing(images, manifest, data, preprocessing)
     dataset = dataset_name(manifest)
     run = run_name or route
-    class_names = sorted(manifest["label"].unique())
-    labels = manifest["label"].map({name: i for i, name in enumerate(class_names)}).to_numpy()
     splits = manifest["split"].to_numpy()
+    class_names = sorted(manifest.loc[np.isin(splits, USED_SPLITS), "label"].unique())
+    index = {name: i for i, name in enumerate(class_names)}
+    labels = manifest["label"].map(index).fillna(-1).astype(np.int64).to_numpy()
     train_rows, val_rows = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "val")
     if len(val_rows) == 0:
         raise StageInputError(
@@ -121,6 +128,7 @@ def train_stage(
             data,
             training,
             None if init_checkpoint is None else init_checkpoint.state_dict,
+            cache.to_dict(),
         ),
     )
     processes = distributed.resolve_devices(training.devices)
@@ -138,7 +146,10 @@ def train_stage(
             cache_size=cache.cache_size,
             image_size=data.image_size,
             fill=cache.fill,
-            colour_mode=cache.colour_mode,
+            border=cache.border,
+            colour_mode=cache.colour,
+            bit_depth=cache.bit_depth,
+            invert=cache.invert,
             mean=tuple(mean),
             std=tuple(std),
         ),
@@ -257,10 +268,13 @@ def _shareable(images: np.ndarray) -> np.ndarray | str:
 
 
 def _cache_preprocessing(
-    images: np.ndarray, manifest: pd.DataFrame, data: DataParams
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    data: DataParams,
+    expected: CachePreprocessing | None,
 ) -> CachePreprocessing:
-    """How the cache was made, as ingestion recorded it (older manifests carry no record: then
-    the current ``data`` settings), checked against the cache and the settings."""
+    """How the cache was made, as ingestion recorded it, checked against the cache and the
+    collection's current settings (``expected``)."""
     if len(images) != len(manifest):
         raise StageInputError(
             f"the image cache has {len(images)} images but the manifest "
@@ -273,23 +287,27 @@ def _cache_preprocessing(
             f"{data.image_size} needs {data.cache_size} px: run the ingestion pipeline "
             "with the same data.image_size"
         )
+    dataset = dataset_name(manifest)
     recorded = recorded_preprocessing(manifest)
     if recorded is None:
-        return CachePreprocessing(cache_size=data.cache_size, fill=data.fill)
+        logger.warning(
+            "%s: manifest %s was written before preprocessing was recorded: assuming white "
+            "padding (fill 255), the default then; run the ingestion pipeline again to record it",
+            dataset,
+            manifest.attrs.get("version"),
+        )
+        return CachePreprocessing(cache_size=data.cache_size, fill=255, colour="rgb")
     if recorded.cache_size != images.shape[1]:
         raise StageInputError(
             f"manifest {manifest.attrs.get('version')} records {recorded.cache_size} px images "
             f"but the image cache holds {images.shape[1]} px: they come from different "
             "ingestion runs; run the ingestion pipeline again"
         )
-    if recorded.fill != data.fill:
-        logger.warning(
-            "%s: the cache was padded with fill %d (recorded at ingestion), not data.fill=%d; "
-            "the checkpoint records %d. Run ingestion again to pad with %d.",
-            dataset_name(manifest),
-            recorded.fill,
-            data.fill,
-            recorded.fill,
-            data.fill,
+    differences = [] if expected is None else recorded.differences(expected)
+    if differences:
+        raise StageInputError(
+            f"the {dataset} cache was made with {recorded.describe()} but the settings now say "
+            f"{expected.describe()} ({', '.join(differences)} differ): run the ingestion "
+            "pipeline again, or set the preprocessing back"
         )
     return recorded

@@ -11,7 +11,12 @@ from plankton_kedro.pipelines.training_nodes import (
     fine_tune_on_target,
 )
 
-STAGE_INPUTS = [*(f"params:{p}" for p in SHARED_SETTINGS), "params:fine_tuning", "params:run"]
+STAGE_INPUTS = [
+    *(f"params:{p}" for p in SHARED_SETTINGS),
+    "params:preprocessing",
+    "params:fine_tuning",
+    "params:run",
+]
 
 
 def fine_tune_route(route: Route, namespace: str | None = None) -> Pipeline:

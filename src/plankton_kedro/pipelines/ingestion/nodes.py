@@ -1,4 +1,4 @@
-"""Ingestion nodes: scan + validate + cache, split, report."""
+"""Ingestion nodes: scan + validate + cache, split (with data hygiene), report."""
 
 from __future__ import annotations
 
@@ -11,17 +11,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.engine.collection.provenance import CachePreprocessing, record_preprocessing
+from plankton_kedro.engine.collection.hygiene import EXCLUDED, assign_splits
+from plankton_kedro.engine.collection.preprocessing import (
+    CachePreprocessing,
+    background_kind,
+    record_preprocessing,
+    recorded_preprocessing,
+)
 from plankton_kedro.engine.collection.scan import scan_images
 from plankton_kedro.engine.collection.sources import ImageSource, MergedImageSource
 from plankton_kedro.engine.collection.splits import (
     classes_missing_splits,
-    keep_duplicates_together,
     split_from_lists,
     split_table,
-    stratified_split,
 )
-from plankton_kedro.engine.config import DataParams, IngestionParams, SplitParams
+from plankton_kedro.engine.config import (
+    DataParams,
+    IngestionParams,
+    PreprocessingParams,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +41,30 @@ MANIFEST_COLUMNS = [
     "mode",
     "bytes",
     "sha1",
+    "background",
+    "colour",
+    "bits",
     "split",
     "split_source",
+    "exclusion",
 ]
 
 
 def scan_collection(
-    images: ImageSource | MergedImageSource, data: DataParams, ingestion: IngestionParams
+    images: ImageSource | MergedImageSource,
+    data: DataParams,
+    preprocessing: PreprocessingParams,
+    ingestion: IngestionParams,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     """Decode and validate every file once; return the usable images' records, their
-    padded and resized uint8 pixels, and what was skipped and why."""
+    padded and resized uint8 pixels (``preprocessing`` being this collection's settings), and
+    what was skipped and why."""
     started = time.perf_counter()
     progress = _ProgressLog(images.name)
+    settings = CachePreprocessing.from_settings(data.cache_size, preprocessing.model_dump())
     result = scan_images(
         images,
-        size=data.cache_size,
-        fill=data.fill,
+        preprocessing=settings,
         workers=ingestion.workers,
         progress=progress,
         spool_dir=_existing(ingestion.spool_dir),
@@ -84,7 +100,8 @@ def scan_collection(
         records = records.rename(columns={"part": images.part_column})
     records.attrs["dataset"] = images.name
     records.attrs["part_column"] = images.part_column
-    record_preprocessing(records, CachePreprocessing(cache_size=data.cache_size, fill=data.fill))
+    applied = settings.resolved(colour_seen=bool(records["colour"].any()))
+    record_preprocessing(records, applied)
     summary = {
         "source": {
             "location": str(images.location),
@@ -101,6 +118,7 @@ def scan_collection(
         "not_in_split_lists": len(images.unlisted),
         "outside_root": len(images.outside_root),
         "frame_crop": _frame_crop_summary(images, records),
+        "preprocessing": _preprocessing_summary(images.name, applied, records),
     }
     if summary["frame_crop"] is not None:
         logger.info(
@@ -135,41 +153,60 @@ def _existing(folder: str | None) -> str | None:
 
 
 def split_records(records: pd.DataFrame, ingestion: IngestionParams) -> pd.DataFrame:
-    """The manifest: one row per usable image with its stratified, seeded split
-    (byte-identical files always share a split)."""
-    split = ingestion.split
-    official = records["official_split"] != ""
-    if official.any():
-        assigned, source = official_split(records, split)
-    else:
-        assigned = stratified_split(
-            records["rel_path"], records["label"], val=split.val, test=split.test, seed=split.seed
-        )
-        assigned = keep_duplicates_together(assigned, records["rel_path"], records["sha1"])
-        source = "stratified"
+    """The manifest: one row per usable image with its split, stratified and seeded or the
+    data set's official one (byte-identical files share a split; copies under different
+    labels are handled by ``ingestion.hygiene.conflicting_labels``)."""
+    return _manifest(records, ingestion, source_keys=None)
+
+
+def split_target_records(
+    records: pd.DataFrame, source_manifest: pd.DataFrame, ingestion: IngestionParams
+) -> pd.DataFrame:
+    """The target's manifest, as :func:`split_records`, with its test images that are
+    byte-identical to source images handled by ``ingestion.hygiene.source_overlap``."""
+    return _manifest(records, ingestion, source_keys=source_manifest["sha1"])
+
+
+def _manifest(
+    records: pd.DataFrame, ingestion: IngestionParams, source_keys: pd.Series | None
+) -> pd.DataFrame:
+    assignment = assign_splits(
+        records,
+        ingestion.split,
+        ingestion.hygiene,
+        name=str(records.attrs.get("dataset")),
+        source_keys=source_keys,
+    )
     part_column = records.attrs.get("part_column")
     columns = MANIFEST_COLUMNS + ([part_column] if part_column else [])
-    manifest = records.assign(split=assigned, split_source=source)[columns]
+    manifest = records.assign(
+        split=assignment.split, split_source=assignment.source, exclusion=assignment.exclusion
+    )[columns]
     manifest = manifest.reset_index(drop=True)
     manifest.attrs["dataset"] = records.attrs.get("dataset")
     manifest.attrs["preprocessing"] = records.attrs.get("preprocessing")
+    manifest.attrs["hygiene"] = assignment.findings
     return manifest
 
 
 def build_report(
     manifest: pd.DataFrame, summary: dict[str, Any], data: DataParams, ingestion: IngestionParams
 ) -> dict[str, Any]:
-    """The ingestion report: counts per class and split, every skipped file and why,
-    tiny classes and duplicate files."""
-    table = split_table(manifest)
+    """The ingestion report: counts per class and split, every skipped file and why, what
+    preprocessing did (backgrounds found, settings), tiny classes, duplicate files and what
+    the hygiene checks left out."""
+    used = manifest[manifest["split"] != EXCLUDED]
+    table = split_table(used)
     split = ingestion.split
     tiny = classes_missing_splits(table, val=split.val, test=split.test)
     for label, note in tiny.items():
         logger.warning("%s: class '%s' %s", summary["source"]["name"], label, note)
     reasons = Counter(item["reason"].split(" (")[0] for item in summary["skipped"])
+    excluded = manifest.loc[manifest["split"] == EXCLUDED, "exclusion"].value_counts()
+    recorded = recorded_preprocessing(manifest)
     return {
         **summary,
-        "images": len(manifest),
+        "images": len(used),
         "classes": len(table),
         "skipped_count": len(summary["skipped"]),
         "skipped_by_reason": dict(sorted(reasons.items())),
@@ -177,32 +214,63 @@ def build_report(
         "split_totals": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
         "tiny_classes": tiny,
         "duplicates": _duplicates(manifest),
+        "excluded": {str(reason): int(n) for reason, n in sorted(excluded.items())},
+        "hygiene": manifest.attrs.get("hygiene", {}),
         "split_source": str(manifest["split_source"].iloc[0]) if len(manifest) else None,
         "settings": {
             "image_size": data.image_size,
             "cache_size": data.cache_size,
-            "fill": data.fill,
+            "preprocessing": None if recorded is None else recorded.to_dict(),
             "split": split.model_dump(),
         },
     }
 
 
-def official_split(records: pd.DataFrame, split: SplitParams) -> tuple[pd.Series, str]:
-    """The data set's own split; without an official validation split, a stratified, seeded
-    validation part is carved from the official train split (test is never touched)."""
-    assigned = records["official_split"].copy()
-    if (assigned == "val").any():
-        return assigned, "official"
-    train = assigned == "train"
-    carved = stratified_split(
-        records.loc[train, "rel_path"],
-        records.loc[train, "label"],
-        val=split.val / (split.train + split.val),
-        test=0.0,
-        seed=split.seed,
+def _preprocessing_summary(
+    name: str, applied: CachePreprocessing, records: pd.DataFrame
+) -> dict[str, Any]:
+    """The backgrounds the collection's images showed (after colour and inversion), how they
+    were padded, and a warning when a fixed fill does not match them or high-bit-depth images
+    use fewer bits than they are scaled by."""
+    kinds = records["background"].map(background_kind).value_counts()
+    total = max(len(records), 1)
+    shares = {k: round(float(kinds.get(k, 0)) / total, 4) for k in ("white", "black", "grey")}
+    bits = int(records["bits"].max()) if len(records) else 8
+    summary = {
+        "applied": applied.to_dict(),
+        "background_shares": shares,
+        "background_median": int(records["background"].median()) if len(records) else None,
+        "colour_images": int(records["colour"].sum()),
+        "max_bits_used": bits,
+    }
+    logger.info(
+        "%s: backgrounds %s; padded with %s",
+        name,
+        ", ".join(f"{share:.0%} {kind}" for kind, share in shares.items() if share),
+        applied.describe(),
     )
-    assigned.loc[train] = carved
-    return assigned, "official (val carved from train)"
+    if applied.fill != "auto" and len(records):
+        fill = applied.fill if isinstance(applied.fill, int) else sum(applied.fill) / 3
+        common = str(kinds.idxmax())
+        if common != "grey" and background_kind(round(fill)) != common:
+            logger.warning(
+                "%s: %.0f%% of the images have a %s background but are padded with fill=%s; "
+                "fill: auto pads each image with its own background",
+                name,
+                100 * shares[common],
+                common,
+                applied.fill,
+            )
+    if 8 < bits < (applied.bit_depth or 16):
+        logger.warning(
+            "%s: high-bit-depth images use at most %d bits but are scaled as %d-bit: set "
+            "preprocessing.<set>.bit_depth: %d to use the whole 8-bit range",
+            name,
+            bits,
+            applied.bit_depth or 16,
+            bits,
+        )
+    return summary
 
 
 def _duplicates(manifest: pd.DataFrame) -> list[dict[str, Any]]:

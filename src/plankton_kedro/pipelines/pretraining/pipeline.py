@@ -8,7 +8,12 @@ from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, TRAI
 from plankton_kedro.pipelines.runs import SHARED_SETTINGS, stage_of_run
 from plankton_kedro.pipelines.training_nodes import train_on_source
 
-INPUTS = [*(f"params:{p}" for p in SHARED_SETTINGS), "params:pretraining", "params:run"]
+INPUTS = [
+    *(f"params:{p}" for p in SHARED_SETTINGS),
+    "params:preprocessing",
+    "params:pretraining",
+    "params:run",
+]
 
 
 def pretrain_route(route: Route, namespace: str | None = None) -> Pipeline:
