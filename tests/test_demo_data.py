@@ -98,10 +98,14 @@ def test_image_properties():
         assert len({tuple(s) for s in sizes}) > len(images) // 2  # sizes vary
         assert (sizes[:, 0] != sizes[:, 1]).mean() > 0.5  # mostly non-square
         looks[split] = np.array([np.median(_border(_pixels(img))) for img in images])
-        # an object darker than the background in every image
-        assert all(_pixels(img).min() < np.median(_border(_pixels(img))) - 30 for img in images)
+        # an object that stands out from the background in every image: darker on the
+        # source's white, brighter on the target's black
+        if split == "source":
+            assert all(_pixels(i).min() < np.median(_border(_pixels(i))) - 30 for i in images)
+        else:
+            assert all(_pixels(i).max() > np.median(_border(_pixels(i))) + 30 for i in images)
     assert looks["source"].min() >= 240
-    assert looks["target"].max() <= 245 and looks["target"].mean() < looks["source"].mean() - 10
+    assert looks["target"].max() <= 30
 
 
 def test_cli(tmp_path, capsys, monkeypatch):
@@ -111,3 +115,27 @@ def test_cli(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 2 and "10 images" in out[0]
     assert (tmp_path / "demo_source.zip").is_file() and (tmp_path / "demo_target.zip").is_file()
+
+
+@pytest.mark.parametrize(("split", "background"), [("source", "white"), ("target", "black")])
+def test_each_demo_set_is_padded_with_its_own_background(split, background):
+    """The source shows dark objects on white, the target bright objects on black; with the
+    default preprocessing the bands that make each image square match its background (white
+    bands in the dark target cache would be the old bug)."""
+    from plankton_kedro.datasets import ImageSourceDataset
+    from plankton_kedro.engine.config import DataParams, IngestionParams, PreprocessingParams
+    from plankton_kedro.pipelines.ingestion.nodes import scan_collection
+
+    source = ImageSourceDataset(path=str(RAW / demo_data.ARCHIVE_NAMES[split])).load()
+    ingestion = IngestionParams(workers=1, spool_dir=None)
+    records, cache, summary = scan_collection(
+        source, DataParams(image_size=32), PreprocessingParams(), ingestion
+    )
+    assert summary["preprocessing"]["background_shares"][background] == 1.0
+    wide = (records["width"] >= 1.5 * records["height"]).to_numpy()
+    bands = np.concatenate([cache[wide][:, :2], cache[wide][:, -2:]], axis=1).astype(int)
+    assert wide.sum() >= 20
+    if background == "black":
+        assert bands.mean() < 30 and bands.max() < 80
+    else:
+        assert bands.mean() > 230 and bands.min() > 180

@@ -43,8 +43,14 @@ def summary(*outputs: SavedOutput, pipelines=("two_stage",)) -> str:
     return "\n".join(lines)
 
 
-def ingestion_report(name: str, images: int) -> dict:
-    return {"source": {"name": name}, "images": images, "classes": 3, "skipped_count": 1}
+def ingestion_report(name: str, images: int, excluded: dict | None = None) -> dict:
+    return {
+        "source": {"name": name},
+        "images": images,
+        "classes": 3,
+        "skipped_count": 1,
+        "excluded": excluded or {},
+    }
 
 
 def metrics(route: str, accuracy: float) -> dict:
@@ -66,12 +72,21 @@ def test_ingestion_run_lists_the_sets_and_where_their_files_are():
             "data/08_reporting/source/ingestion_report.json",
             "ingestion_report",
         ),
+        saved(
+            "target_ingestion_report",
+            ingestion_report("uvp6", 1050, {"identical file under another label": 200}),
+            role="ingestion_report",
+        ),
         saved("source_manifest", None, "data/03_primary/source/manifest.parquet"),
         saved("source.records"),
         pipelines=["ingestion"],
     )
     assert text.splitlines()[0] == "Run summary (ingestion):"
-    assert "ingested: ndsb 30336 images, 3 classes, 1 files skipped" in text
+    assert "ingested: ndsb 30336 images, 3 classes, 1 files skipped ·" in text
+    assert (
+        "uvp6 1050 images, 3 classes, 1 files skipped, 200 left out (identical file under "
+        "another label)" in text
+    )
     assert "outputs (version 2026-01-01T00.00.00.000Z" in text
     assert "data/03_primary/: source/manifest.parquet" in text
     assert "data/08_reporting/: source/ingestion_report.json" in text

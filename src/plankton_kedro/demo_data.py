@@ -1,10 +1,12 @@
 """Seeded generator of a small synthetic plankton data set for demos and tests.
 
 Two ImageFolder-layout ZIP archives stand in for real imager data: a large *source* set
-(10 classes x 120 grayscale JPEGs, white background) and a small *target* set (10 classes x
-40 grayscale PNGs) with a shifted instrument look (grey background, lower contrast, more
-blur and noise, smaller objects) and partly different classes (8 shared, 2 target-only), so
-that the transfer-learning pipelines have a realistic, but tiny and reproducible, problem.
+(10 classes x 120 grayscale JPEGs, dark objects on a white background, like ZooScan or NDSB)
+and a small *target* set (10 classes x 40 grayscale PNGs) from another kind of instrument
+(bright objects on a black background, like UVP6 or an in-situ camera; lower contrast, more
+blur and noise, smaller objects) with partly different classes (8 shared, 2 target-only), so
+that the transfer-learning pipelines have a realistic, but tiny and reproducible, problem:
+preprocessing must treat the two backgrounds differently.
 
 Every image is drawn at ``SUPERSAMPLE`` x resolution with :mod:`PIL.ImageDraw`, box-reduced
 (anti-aliasing), blurred and given sensor noise. All randomness comes from one
@@ -73,11 +75,12 @@ class _Look:
     noise: tuple[float, float]  # noise standard deviation, grey levels
     margin: tuple[int, int]  # margin around the object per side, final pixels
     fmt: str  # file format in the archive
+    bright_objects: bool = False  # objects lighten a dark background (else darken a light one)
 
 
 _LOOKS: dict[str, _Look] = {
     "source": _Look((0.85, 1.1), (246, 255), (0.6, 0.85), (0.35, 0.8), (1.0, 2.5), (3, 12), "jpg"),
-    "target": _Look((0.7, 0.9), (222, 240), (0.38, 0.6), (0.8, 1.3), (2.5, 4.5), (3, 12), "png"),
+    "target": _Look((0.7, 0.9), (6, 22), (0.45, 0.7), (0.8, 1.3), (2.5, 4.5), (3, 12), "png", True),
 }
 
 
@@ -549,7 +552,11 @@ def make_image(split: str, class_name: str, index: int, seed: int = 0) -> Image.
     gx, gy = rng.normal(0, 2.0, 2)  # faint illumination gradient
     yy, xx = np.mgrid[0:h, 0:w]
     bg_field = bg + gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
-    pixels = bg_field * (1 - dark * rng.uniform(*look.contrast))
+    contrast = rng.uniform(*look.contrast)
+    if look.bright_objects:
+        pixels = bg_field + (255 - bg_field) * dark * contrast
+    else:
+        pixels = bg_field * (1 - dark * contrast)
     pixels += rng.normal(0, rng.uniform(*look.noise), dark.shape)
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
 

@@ -57,6 +57,7 @@ def _ingested(reports: list[dict[str, Any]]) -> list[str]:
     parts = [
         f"{r['source']['name']} {r['images']} images, {r['classes']} classes, "
         f"{r['skipped_count']} files skipped"
+        + "".join(f", {n} left out ({reason})" for reason, n in r.get("excluded", {}).items())
         for r in reports
     ]
     return [f"  ingested: {' · '.join(parts)}"] if parts else []

@@ -6,8 +6,8 @@ imports) may import torch, timm or scikit-learn at module level.
 
 import warnings
 
+from plankton_kedro.config_loader import PlanktonConfigLoader
 from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks, UserErrorHooks
-from plankton_kedro.pipelines.runs import RunsConfigLoader
 
 # Kedro 1.7 still calls an OmegaConf API that OmegaConf 2.4 deprecates; the warning is
 # about Kedro's code, not the project's, and repeats on every run.
@@ -17,8 +17,9 @@ warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\
 
 HOOKS = (PreflightHooks(), UserErrorHooks(), RunSummaryHooks())
 
-# The parameters gain `runs`: each run's route, seed and network (plankton_kedro.pipelines.runs).
-CONFIG_LOADER_CLASS = RunsConfigLoader
+# Parameters gain `runs` (each run's route, seed, network); conf/local applies under any --env;
+# unknown --params keys are errors (plankton_kedro.config_loader).
+CONFIG_LOADER_CLASS = PlanktonConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

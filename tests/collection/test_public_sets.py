@@ -213,9 +213,12 @@ def test_predict_crops_the_scale_bar_like_ingestion(tmp_path):
     np.testing.assert_array_equal(classifier.seen[0][0], expected)
 
 
-def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("env", [[], ["--env", "paper"]], ids=["default", "paper"])
+def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path, env):
     """WHOI yearly archives as source, WHOI-22 as target, from conf/local/catalog.yml exactly as
-    documented: `kedro run --pipeline=ingestion` saves a manifest with the year column."""
+    documented: `kedro run --pipeline=ingestion` (and with the paper's recipe, `--env paper`,
+    which must not fall back to the bundled demo) ingests them, with the year column."""
     from tests.test_kedro_run import _copy_project, kedro, latest, latest_json
 
     project = _copy_project(tmp_path / "project")
@@ -228,8 +231,11 @@ def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path):
     }
     (project / "conf" / "local").mkdir(exist_ok=True)
     (project / "conf" / "local" / "catalog.yml").write_text(yaml.safe_dump(local))
-    result = kedro(project, "--pipeline=ingestion")
+    result = kedro(project, "--pipeline=ingestion", *env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    source = latest_json(project, "data/08_reporting/source/ingestion_report.json")["source"]
+    assert "2006.zip" in source["location"] and "2007.zip" in source["location"]
+    assert "demo" not in source["location"]
     manifest = pd.read_parquet(latest(project, "data/03_primary/source/manifest.parquet"))
     assert manifest.groupby("year").size().to_dict() == {"2006": 18, "2007": 18}
     report = latest_json(project, "data/08_reporting/target/ingestion_report.json")

@@ -4,8 +4,9 @@ The three route pipelines each run their route once (namespace = the route). ``c
 every route once per seed of ``compare.seeds`` (``<route>_seed<N>``), ``ensembling`` once per
 member of ``ensembling.members`` (``ensemble_<name>``). Each run reads its own parameters,
 ``runs.<namespace>`` (a :class:`~plankton_kedro.engine.config.RunParams`: route, seed, network),
-which :class:`RunsConfigLoader` derives from those settings, so that a run's seed and network
-are parameters that kedro-viz shows, not values hidden in a node's code.
+which the project's config loader (:mod:`plankton_kedro.config_loader`) derives from those
+settings, so that a run's seed and network are parameters that kedro-viz shows, not values
+hidden in a node's code.
 
 The seeds and members shape the pipelines, so both the pipelines and the ``runs`` parameters
 read them from the project's configuration files (:func:`~.build_parameters.build_parameter`);
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from kedro.config import OmegaConfigLoader
 from kedro.pipeline import Node, Pipeline
 
 from plankton_kedro.engine.config import EnsembleMember
@@ -84,13 +84,3 @@ def stage_of_run(stage: Node, namespace: str, dataset: str, stage_key: str) -> P
             "run": f"{RUNS_KEY}.{namespace}",
         },
     )
-
-
-class RunsConfigLoader(OmegaConfigLoader):
-    """Kedro's OmegaConfigLoader, whose parameters gain the ``runs`` section (see module)."""
-
-    def __getitem__(self, key: str) -> Any:
-        config = super().__getitem__(key)
-        if key == "parameters":
-            config = {**config, RUNS_KEY: all_runs()}
-        return config

@@ -246,7 +246,7 @@ def _preprocessing_summary(
     logger.info(
         "%s: backgrounds %s; padded with %s",
         name,
-        ", ".join(f"{share:.0%} {kind}" for kind, share in shares.items() if share),
+        ", ".join(f"{share:.0%} {kind}" for kind, share in shares.items() if share >= 0.005),
         applied.describe(),
     )
     if applied.fill != "auto" and len(records):

@@ -1,0 +1,117 @@
+"""The project's configuration loader: Kedro's ``OmegaConfigLoader`` and three rules.
+
+1. The parameters gain the ``runs`` section: each copy of a route template's route, seed and
+   network (:mod:`plankton_kedro.pipelines.runs`).
+2. ``conf/local`` (this machine's catalog entries, credentials and parameters) applies on top
+   of any ``--env``: Kedro's ``--env paper`` alone would replace it, and a run with the paper's
+   recipe would silently train on the bundled demo data instead of the user's.
+3. A ``--params`` key that names no parameter (``trainng.max_epochs=3``) is an error that
+   suggests the closest key, instead of a run with the defaults.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+from kedro.config import MissingConfigException, OmegaConfigLoader
+
+from plankton_kedro.engine.errors import PlanktonUserError
+from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
+
+ALWAYS_LOCAL = ("catalog", "parameters", "credentials")
+_RUNTIME_PARAM_IN_CONFIG = re.compile(r"\$\{runtime_params:\s*([\w.]+)")
+
+
+class ConfigurationError(PlanktonUserError, click.ClickException):
+    """A setting given on the command line that cannot be used; ``kedro`` shows it as one
+    ``Error:`` line."""
+
+
+class PlanktonConfigLoader(OmegaConfigLoader):
+    """See the module: runs parameters, conf/local on top of any environment, known keys."""
+
+    def __getitem__(self, key: str) -> Any:
+        config = super().__getitem__(key)
+        if key in ALWAYS_LOCAL and self._env_replaces_local():
+            config = {**config, **self._local(key)}
+            if key == "parameters":  # what --params sets wins over conf/local too
+                config = _deep_merge(config, self.runtime_params or {})
+        if key == "parameters":
+            if self.runtime_params:
+                self._check_runtime_keys(self._written_parameters())
+            config = {**config, RUNS_KEY: all_runs()}
+        return config
+
+    def _env_replaces_local(self) -> bool:
+        return self.env not in (None, "", self.default_run_env, self.base_env)
+
+    def _local(self, key: str) -> dict[str, Any]:
+        """conf/local's own ``key`` configuration (parameters without the runtime ones)."""
+        runtime = None if key == "parameters" else self.runtime_params
+        return self._plain(self.default_run_env, self.default_run_env, runtime, key)
+
+    def _written_parameters(self) -> dict[str, Any]:
+        """The parameters the configuration files give, without ``--params``."""
+        written = self._plain(self.base_env, self.env or self.default_run_env, None, "parameters")
+        if self._env_replaces_local():
+            written = {**written, **self._local("parameters")}
+        return written
+
+    def _plain(
+        self, base_env: str, env: str, runtime: dict[str, Any] | None, key: str
+    ) -> dict[str, Any]:
+        loader = OmegaConfigLoader(
+            conf_source=self.conf_source,
+            env=env,
+            runtime_params=runtime,
+            config_patterns=self.config_patterns,
+            base_env=base_env,
+            default_run_env=env,
+        )
+        try:
+            return loader[key]
+        except MissingConfigException:
+            return {}
+
+    def _check_runtime_keys(self, parameters: dict[str, Any]) -> None:
+        """Every ``--params`` key must name a parameter (two levels deep) or a catalog value
+        read with ``${runtime_params:...}`` (``source_images``, ``predict_model``, ...)."""
+        catalog_names = self._runtime_names_in_files()
+        for key, value in (self.runtime_params or {}).items():
+            if key in catalog_names or key == RUNS_KEY:
+                continue
+            _known(key, parameters, "")
+            if isinstance(value, dict) and isinstance(parameters.get(key), dict):
+                section = parameters[key]
+                if section:  # an empty section ({}) takes any key
+                    for child in value:
+                        _known(child, section, f"{key}.")
+
+    def _runtime_names_in_files(self) -> set[str]:
+        names = set()
+        for path in Path(self.conf_source).rglob("*.yml"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            names |= {match.split(".")[0] for match in _RUNTIME_PARAM_IN_CONFIG.findall(text)}
+        return names
+
+
+def _known(key: str, section: dict[str, Any], prefix: str) -> None:
+    if key in section:
+        return
+    close = difflib.get_close_matches(key, [str(k) for k in section], n=1)
+    hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+    raise ConfigurationError(f"--params {prefix}{key}: there is no such parameter{hint}")
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,81 @@
+"""The project's config loader: conf/local under any environment, --params keys that exist,
+and the run parameters of every route copy."""
+
+from __future__ import annotations
+
+import shutil
+
+import click
+import pytest
+import yaml
+
+from plankton_kedro.config_loader import ConfigurationError, PlanktonConfigLoader
+from tests.conftest import PROJECT_ROOT
+
+ARGS = {"base_env": "base", "default_run_env": "local"}
+
+
+@pytest.fixture
+def conf(tmp_path):
+    """The project's conf/ with a user's conf/local: their own data and a setting."""
+    folder = tmp_path / "conf"
+    shutil.copytree(PROJECT_ROOT / "conf", folder, ignore=shutil.ignore_patterns("local"))
+    (folder / "local").mkdir()
+    entry = {"type": "plankton_kedro.datasets.ImageSourceDataset", "path": "/data/uvp6.zip"}
+    (folder / "local" / "catalog.yml").write_text(yaml.safe_dump({"target_images": entry}))
+    (folder / "local" / "parameters.yml").write_text(yaml.safe_dump({"compare": {"seeds": [7]}}))
+    return folder
+
+
+def test_conf_local_applies_under_the_paper_environment_too(conf):
+    """Kedro's --env paper alone replaces conf/local: the user's entries would vanish and the
+    run would train on the bundled demo data."""
+    loader = PlanktonConfigLoader(str(conf), env="paper", **ARGS)
+    assert loader["catalog"]["target_images"]["path"] == "/data/uvp6.zip"
+    parameters = loader["parameters"]
+    assert parameters["compare"] == {"seeds": [7]}  # conf/local
+    assert parameters["model"]["pretrained"] == "imagenet"  # conf/paper
+    assert parameters["data"]["image_size"] == 224
+
+
+def test_command_line_parameters_win_over_every_file(conf):
+    runtime = {"compare": {"seeds": [1, 2]}, "training": {"max_epochs": 3}}
+    parameters = PlanktonConfigLoader(str(conf), env="paper", runtime_params=runtime, **ARGS)[
+        "parameters"
+    ]
+    assert parameters["compare"]["seeds"] == [1, 2]
+    assert parameters["training"]["max_epochs"] == 3
+    assert parameters["training"]["batch_size"] == 8  # the rest of the paper's section stays
+
+
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        ({"trainng": {"max_epochs": 1}}, "--params trainng: .*did you mean training\\?"),
+        ({"preprocessing": {"targt": {"fill": 0}}}, "did you mean preprocessing.target\\?"),
+        ({"training": {"max_epoch": 1}}, "--params training.max_epoch: .*max_epochs"),
+    ],
+)
+def test_a_misspelled_parameter_is_an_error_naming_the_closest(conf, runtime, message):
+    loader = PlanktonConfigLoader(str(conf), runtime_params=runtime, **ARGS)
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        loader["parameters"]
+    assert isinstance(caught.value, click.ClickException)  # `kedro run` shows one line
+
+
+def test_catalog_values_and_open_sections_are_accepted(conf):
+    runtime = {
+        "source_images": "/data/ndsb.zip",  # read by the catalog with ${runtime_params:...}
+        "predict_model": "ensemble",
+        "pretraining": {"training": {"max_epochs": 2}},
+        "preprocessing": {"target": {"fill": 0}},
+    }
+    parameters = PlanktonConfigLoader(str(conf), runtime_params=runtime, **ARGS)["parameters"]
+    assert parameters["preprocessing"]["target"]["fill"] == 0
+
+
+def test_every_run_gets_its_parameters_from_the_configured_seeds_and_members(conf):
+    runs = PlanktonConfigLoader(str(PROJECT_ROOT / "conf"), **ARGS)["parameters"]["runs"]
+    assert runs["two_stage"] == {"name": "two_stage", "route": "two_stage"}
+    assert runs["in_domain_seed2"]["seed"] == 2
+    assert runs["ensemble_resnet14t_ood"]["route"] == "out_of_domain"
