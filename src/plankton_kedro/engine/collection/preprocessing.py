@@ -19,7 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from .frame_crop import FrameCrop, crop_frame
-from .imaging import apply_colour, bits_used, border_fill, is_grey, pad_and_resize, to_rgb
+from .imaging import apply_colour, bits_used, border_fill, grey_band, square, to_rgb
 
 COLOUR_SETTINGS = ("auto", "grey", "rgb")
 # Grey level of an image's border from which it counts as a white / black background.
@@ -116,18 +116,31 @@ def prepare(
     """
     alpha_fill = 255 if settings.fill == "auto" else settings.fill
     rgb = to_rgb(img, fill=alpha_fill, bit_depth=settings.bit_depth)
-    colour_seen = not is_grey(rgb)
-    background = border_fill(rgb, settings.border)
+    pixels = np.asarray(rgb)
+    grey = grey_band(rgb, pixels)
+    colour_seen = grey is None
+    if colour_seen:
+        background = border_fill(pixels, settings.border)
+    else:
+        background = border_fill(pixels[..., 0], settings.border) * 3
     cropped = False
     if frame_crop is not None:
         rgb, cropped = crop_frame(rgb, frame_crop)
-    rgb = apply_colour(rgb, settings.colour, settings.invert)
-    background = apply_colour(
-        Image.new("RGB", (1, 1), background), settings.colour, settings.invert
-    ).getpixel((0, 0))
+        grey = grey_band(rgb) if cropped else grey
+    if (settings.colour == "grey" and colour_seen) or settings.invert:
+        rgb = apply_colour(rgb, settings.colour, settings.invert)
+        grey = grey_band(rgb)
+        background = apply_colour(
+            Image.new("RGB", (1, 1), background), settings.colour, settings.invert
+        ).getpixel((0, 0))
     fill = background if settings.fill == "auto" else settings.fill
+    if not isinstance(fill, int) and len(set(fill)) == 1:
+        fill = fill[0]  # a grey fill: the one-band path below stays open
+    squared = square(
+        rgb if grey is None or not isinstance(fill, int) else grey, settings.cache_size, fill
+    )
     facts = ImageFacts(round(sum(background) / 3), colour_seen, bits_used(img))
-    return pad_and_resize(rgb, settings.cache_size, fill), facts, cropped
+    return squared, facts, cropped
 
 
 def record_preprocessing(frame: pd.DataFrame, preprocessing: CachePreprocessing) -> None:
