@@ -19,6 +19,7 @@ from typing import Any
 import click
 from kedro.config import MissingConfigException, OmegaConfigLoader
 
+from plankton_kedro.engine.config import deep_merge
 from plankton_kedro.engine.errors import PlanktonUserError
 from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
 
@@ -39,7 +40,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
         if key in ALWAYS_LOCAL and self._env_replaces_local():
             config = {**config, **self._local(key)}
             if key == "parameters":  # what --params sets wins over conf/local too
-                config = _deep_merge(config, self.runtime_params or {})
+                config = deep_merge(config, self.runtime_params or {})
         if key == "parameters":
             if self.runtime_params:
                 self._check_runtime_keys(self._written_parameters())
@@ -105,13 +106,3 @@ def _known(key: str, section: dict[str, Any], prefix: str) -> None:
     close = difflib.get_close_matches(key, [str(k) for k in section], n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
     raise ConfigurationError(f"--params {prefix}{key}: there is no such parameter{hint}")
-
-
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

@@ -58,9 +58,8 @@ def ingested(tmp_path):
     return root, np.asarray(cache), split_records(records, ingestion)
 
 
-def test_a_held_back_image_is_classified_as_evaluation_scored_it(ingested, tmp_path):
-    root, cache, manifest = ingested
-    checkpoint = train_stage(
+def _trained(cache, manifest, tmp_path):
+    return train_stage(
         cache,
         manifest,
         model=ModelParams(name=TINY_MODEL, bottleneck_dim=16),
@@ -70,6 +69,11 @@ def test_a_held_back_image_is_classified_as_evaluation_scored_it(ingested, tmp_p
         stage="fine_tuning",
         backbone_init="scratch",
     )
+
+
+def test_a_held_back_image_is_classified_as_evaluation_scored_it(ingested, tmp_path):
+    root, cache, manifest = ingested
+    checkpoint = _trained(cache, manifest, tmp_path)
     assert checkpoint.preprocessing.fill == "auto"
     evaluated = predict_splits(checkpoint, cache, manifest, splits=("test",))["test"]
     test_paths = evaluated["rel_path"]
@@ -92,16 +96,7 @@ def test_a_held_back_image_is_classified_as_evaluation_scored_it(ingested, tmp_p
 
 def test_evaluating_on_a_cache_made_otherwise_is_a_clear_error(ingested, tmp_path):
     root, cache, manifest = ingested
-    checkpoint = train_stage(
-        cache,
-        manifest,
-        model=ModelParams(name=TINY_MODEL, bottleneck_dim=16),
-        data=DATA,
-        training=TrainingParams(max_epochs=1, batch_size=8, state_dir=str(tmp_path / "s")),
-        route="test",
-        stage="fine_tuning",
-        backbone_init="scratch",
-    )
+    checkpoint = _trained(cache, manifest, tmp_path)
     white = manifest.copy()
     record_preprocessing(white, CachePreprocessing(cache_size=cache.shape[1], fill=255))
     with pytest.raises(StageInputError, match="made with fill=255.*trained on images made with"):

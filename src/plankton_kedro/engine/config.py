@@ -181,7 +181,7 @@ class TrainingParams(_Strict):
 
     def overridden(self, overrides: dict[str, Any]) -> TrainingParams:
         """These settings with a stage's partial ``overrides`` applied (nested dicts merge)."""
-        return TrainingParams.model_validate(_deep_merge(self.model_dump(), overrides))
+        return TrainingParams.model_validate(deep_merge(self.model_dump(), overrides))
 
 
 class StageParams(_Strict):
@@ -335,11 +335,12 @@ class IngestionParams(_Strict):
     spool_dir: str | None = "data/05_model_input"  # decoded pixels spooled here, not in RAM
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` applied: nested dicts merge, other values replace."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
