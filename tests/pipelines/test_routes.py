@@ -72,14 +72,18 @@ def _catalog(tmp_path, route: str, run: RunParams | None = None) -> DataCatalog:
         "preprocessing.source": PreprocessingParams(),
         "preprocessing.target": PreprocessingParams(),
         "evaluation": EvaluationParams(
-            feature_classifiers={"cv_folds": 2, "backbone_features": True}
+            feature_classifiers={
+                "cv_folds": 2,
+                "features": ["pretrained", "fine_tuned_bottleneck", "fine_tuned_backbone"],
+            }
         ),
     }
     settings[f"{RUNS_KEY}.{run.name}"] = run
     datasets = {f"params:{key}": MemoryDataset(value) for key, value in settings.items()}
     datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
     datasets["target_images"] = MemoryDataset(_collection(tmp_path / "target", 10, 1))
-    for name in ("source_model", "target_model", "metrics", "calibration", "feature_classifiers"):
+    outputs = ("source_model", "target_model", "metrics", "calibration", "feature_classifiers")
+    for name in (*outputs, "pretrained_features", "features"):
         datasets[f"{run.name}.{name}"] = KeptDataset()
     datasets["target_ingestion_report"] = KeptDataset()
     return DataCatalog(datasets)
@@ -106,12 +110,23 @@ def test_route_runs_end_to_end_in_memory(tmp_path, route):
         assert model.history.initial_weights.startswith(f"{route}/pretraining checkpoint")
     calibration = catalog.load(f"{route}.calibration")
     assert calibration["temperature"] > 0 and 0 <= calibration["rejection_threshold"] <= 1
-    features = catalog.load(f"{route}.feature_classifiers")
-    assert {"bottleneck", "backbone", "fine_tuned_head"} <= set(features)
-    assert {"logistic_regression", "svc_rbf"} <= set(features["backbone"])
-    assert (
-        features["bottleneck"]["svc_rbf"]["best_C"] in EvaluationParams().feature_classifiers.c_grid
-    )
+    probes = catalog.load(f"{route}.feature_classifiers")
+    assert {"pretrained", "fine_tuned_bottleneck", "fine_tuned_backbone"} <= set(probes)
+    for probe in ("pretrained", "fine_tuned_bottleneck", "fine_tuned_backbone"):
+        assert {"logistic_regression", "svc_rbf"} <= set(probes[probe]), probe
+    # the paper's probe reads what the route fine-tunes from, not the fine-tuned model
+    pretrained = catalog.load(f"{route}.pretrained_features")
+    assert sorted(set(pretrained["split"])) == ["test", "train", "val"]
+    if has_stage_one:
+        assert probes["pretrained"]["features_of"].startswith(f"stage-1 model {route}/pretraining")
+    else:
+        assert probes["pretrained"]["features_of"].endswith("(model.pretrained=none)")
+    # same images, another network: the frozen features differ from the fine-tuned backbone's
+    # (a probe wired to the fine-tuned model would make them equal)
+    fine_tuned = catalog.load(f"{route}.features").set_index("rel_path")
+    frozen = pretrained.set_index("rel_path").loc[fine_tuned.index]
+    columns = [c for c in frozen.columns if c.startswith("f")]
+    assert not np.allclose(frozen[columns].to_numpy(), fine_tuned[columns].to_numpy())
     report = catalog.load("target_ingestion_report")
     assert report["images"] == 30 and report["skipped_count"] == 0
 

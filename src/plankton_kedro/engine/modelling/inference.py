@@ -22,7 +22,7 @@ from plankton_kedro.engine.collection.preprocessing import (
 from plankton_kedro.engine.errors import StageInputError
 
 from .data import CachedImages, normalise
-from .model import PlanktonNet, model_from_checkpoint
+from .model import PlanktonNet, model_from_checkpoint, model_normalisation
 from .runtime import autocast, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -178,3 +178,62 @@ def cache_preprocessing(preprocessing: Preprocessing) -> CachePreprocessing:
         bit_depth=preprocessing.bit_depth,
         invert=preprocessing.invert,
     )
+
+
+def frozen_backbone_features(
+    net: PlanktonNet,
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    *,
+    image_size: int,
+    features_of: str,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+    batch_size: int = 128,
+) -> pd.DataFrame:
+    """The pooled backbone features of ``net``, frozen (evaluation mode, centre crops), for
+    every image of ``splits``: the paper's probe input. ``net`` may have been trained on
+    other classes (a stage-1 model) or none (ImageNet weights): only its backbone is read.
+
+    Returns :func:`~plankton_kedro.engine.analysis.features.feature_frame`'s layout
+    (rel_path, split, label, f0000…) with ``attrs["features_of"] = features_of``.
+    """
+    from plankton_kedro.engine.analysis.features import feature_frame
+
+    if image_size > images.shape[1]:
+        raise StageInputError(
+            f"the {dataset_name(manifest)} cache holds {images.shape[1]} px images, smaller "
+            f"than the {image_size} px input of {features_of}: run ingestion with "
+            f"--params data.image_size={image_size}"
+        )
+    class_names = sorted(manifest["label"].unique())
+    labels = manifest["label"].map({name: i for i, name in enumerate(class_names)}).to_numpy()
+    mean, std = model_normalisation(net)
+    device = resolve_device("auto")
+    outputs = {}
+    for split in splits:
+        rows = np.flatnonzero(manifest["split"].to_numpy() == split)
+        started = time.perf_counter()
+        result = predict(
+            net,
+            CachedImages(images, labels, rows, image_size, train=False),
+            batch_size,
+            mean,
+            std,
+            device,
+            with_backbone_features=True,
+        )
+        logger.info(
+            "probe features of %s: %s split (%d images, %.0f img/s)",
+            features_of,
+            split,
+            len(rows),
+            len(rows) / max(time.perf_counter() - started, 1e-9),
+        )
+        outputs[split] = {
+            "rel_path": manifest["rel_path"].iloc[rows].tolist(),
+            "labels": result.labels,
+            "backbone_features": result.backbone_features,
+        }
+    frame = feature_frame(outputs, class_names)
+    frame.attrs["features_of"] = features_of
+    return frame

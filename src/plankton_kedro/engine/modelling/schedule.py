@@ -120,7 +120,9 @@ def updates_per_epoch(n_train: int, training: TrainingParams, world_size: int = 
             f"{training.accumulation_steps} x {world_size} process(es) = {per_update}); "
             "lower training.batch_size or add images"
         )
-    return min(training.max_updates_per_epoch, n_train // per_update)
+    full_pass = n_train // per_update
+    cap = training.max_updates_per_epoch
+    return full_pass if cap is None else min(cap, full_pass)
 
 
 def phase_of(epoch: int, warmup: WarmupParams) -> str:

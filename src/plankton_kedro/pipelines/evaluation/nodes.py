@@ -10,11 +10,17 @@ import numpy as np
 import pandas as pd
 
 from plankton_kedro.engine.checkpoint import Checkpoint
-from plankton_kedro.engine.config import EvaluationParams
+from plankton_kedro.engine.config import (
+    DataParams,
+    EvaluationParams,
+    ModelParams,
+    RunParams,
+)
 from plankton_kedro.lazy import lazy_import
 
 feature_path = lazy_import("plankton_kedro.engine.analysis.features")
 inference = lazy_import("plankton_kedro.engine.modelling.inference")
+model_builder = lazy_import("plankton_kedro.engine.modelling.model")
 report = lazy_import("plankton_kedro.engine.analysis.report")
 
 logger = logging.getLogger(__name__)
@@ -32,7 +38,7 @@ def predict_target_splits(
         image_cache,
         manifest,
         batch_size=evaluation.batch_size,
-        backbone_features=evaluation.feature_classifiers.backbone_features,
+        backbone_features="fine_tuned_backbone" in evaluation.feature_classifiers.features,
     )
 
 
@@ -71,28 +77,100 @@ def evaluate_on_target_test(
 def extract_features(
     target_model: Checkpoint, predictions: dict[str, dict[str, Any]]
 ) -> pd.DataFrame:
-    """The 512-d bottleneck features (and backbone features, when predicted) of every
-    target image, as a table."""
+    """The fine-tuned model's 512-d bottleneck features (and backbone features, when
+    predicted) of every target image, as a table."""
     return feature_path.feature_frame(predictions, target_model.class_names)
 
 
+def extract_stage1_probe_features(
+    source_model: Checkpoint,
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    evaluation: EvaluationParams,
+) -> pd.DataFrame:
+    """The paper's probe input for a route with stage 1: the frozen backbone features of
+    the stage-1 (source) model on every target image, before any target training."""
+    if not _probe_wanted(evaluation):
+        return _no_probe_features()
+    return inference.frozen_backbone_features(
+        model_builder.model_from_checkpoint(source_model),
+        image_cache,
+        manifest,
+        image_size=source_model.preprocessing.image_size,
+        features_of=(
+            f"stage-1 model {source_model.label}/{source_model.identity.stage}, checkpoint "
+            f"{source_model.version or 'in memory'}"
+        ),
+        batch_size=evaluation.batch_size,
+    )
+
+
+def extract_pretrained_probe_features(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    model: ModelParams,
+    data: DataParams,
+    run: RunParams,
+    evaluation: EvaluationParams,
+) -> pd.DataFrame:
+    """The paper's probe input for a route without stage 1: the frozen backbone features of
+    the run's ``model.pretrained`` weights (ImageNet, a local file, or random with ``none``)."""
+    if not _probe_wanted(evaluation):
+        return _no_probe_features()
+    settings = run.model_params(model)
+    net, weights = model_builder.build_model(
+        settings.name, 1, pretrained=settings.pretrained, bottleneck_dim=settings.bottleneck_dim
+    )
+    return inference.frozen_backbone_features(
+        net,
+        image_cache,
+        manifest,
+        image_size=data.image_size,
+        features_of=f"{settings.name} with {weights or 'random weights (model.pretrained=none)'}",
+        batch_size=evaluation.batch_size,
+    )
+
+
+def _probe_wanted(evaluation: EvaluationParams) -> bool:
+    settings = evaluation.feature_classifiers
+    return settings.enabled and "pretrained" in settings.features
+
+
+def _no_probe_features() -> pd.DataFrame:
+    """An empty table (the probe is off): saved so that the run's outputs stay the same."""
+    return pd.DataFrame({"rel_path": [], "split": [], "label": []})
+
+
 def classify_features(
-    features: pd.DataFrame, metrics: dict[str, Any], evaluation: EvaluationParams
+    pretrained_features: pd.DataFrame,
+    fine_tuned_features: pd.DataFrame,
+    metrics: dict[str, Any],
+    evaluation: EvaluationParams,
 ) -> dict[str, Any]:
-    """Logistic regression and RBF SVC on frozen features, beside the fine-tuned head."""
+    """The frozen-feature probes asked for (``evaluation.feature_classifiers.features``),
+    each: logistic regression and RBF SVC, beside the fine-tuned head's own test scores."""
     settings = evaluation.feature_classifiers
     head = {k: metrics[k] for k in ("accuracy", "f1_macro", "f1_micro", "balanced_accuracy")}
+    result: dict[str, Any] = {
+        "fine_tuned_head": head,
+        "checkpoint_version": metrics["checkpoint_version"],
+    }
     if not settings.enabled:
-        return {"fine_tuned_head": head, "skipped": "evaluation.feature_classifiers.enabled=false"}
-    fitted = {
-        feature_set: feature_path.fit_feature_classifiers(
-            features,
-            feature_set=feature_set,
+        return {**result, "skipped": "evaluation.feature_classifiers.enabled=false"}
+    for probe in settings.features:
+        if probe == "pretrained":
+            table, features_of = pretrained_features, pretrained_features.attrs.get("features_of")
+        else:
+            part = probe.removeprefix("fine_tuned_")
+            table, features_of = fine_tuned_features, f"fine-tuned model {metrics['run']} ({part})"
+        result[probe] = feature_path.fit_probe(
+            table,
+            prefix=feature_path.PROBE_PREFIX[probe],
+            features_of=features_of or probe,
             c_grid=settings.c_grid,
             cv_folds=settings.cv_folds,
             max_train_images=settings.max_train_images,
             seed=settings.seed,
+            label=f"{metrics['run']} {probe}",
         )
-        for feature_set in feature_path.feature_sets_in(features)
-    }
-    return {"fine_tuned_head": head, **fitted, "checkpoint_version": metrics["checkpoint_version"]}
+    return result

@@ -4,24 +4,48 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline, node
 
-from plankton_kedro.pipelines.routes import ROUTES, Route
+from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG, ROUTES, Route
+from plankton_kedro.pipelines.runs import RUNS_KEY
 
 from .nodes import (
     classify_features,
     evaluate_on_target_test,
     extract_features,
+    extract_pretrained_probe_features,
+    extract_stage1_probe_features,
     predict_target_splits,
 )
 
 
+def probe_features_node(route: Route):
+    """The paper's probe input: features of what the route fine-tunes from, frozen."""
+    if route.stage1_init is None:
+        return node(
+            extract_pretrained_probe_features,
+            ["image_cache", "manifest", "params:model", "params:data", "params:run",
+             "params:evaluation"],
+            "pretrained_features",
+            name="extract_pretrained_probe_features",
+            tags=[PRETRAINED_WEIGHTS_TAG],
+        )  # fmt: skip
+    return node(
+        extract_stage1_probe_features,
+        ["source_model", "image_cache", "manifest", "params:evaluation"],
+        "pretrained_features",
+        name="extract_stage1_probe_features",
+    )
+
+
 def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
-    """<ns>.target_model + target set -> <ns>.metrics, .calibration, .confusion_matrix,
-    .reliability_diagram, .features and .feature_classifiers."""
+    """<ns>.target_model (+ <ns>.source_model) + target set -> <ns>.metrics, .calibration,
+    .confusion_matrix, .reliability_diagram, .features, .pretrained_features and
+    .feature_classifiers."""
+    namespace = namespace or route.name
     template = Pipeline(
         [
             node(
                 predict_target_splits,
-                ["target_model", "image_cache", "manifest", "params:evaluation"],
+                ["source_model", "image_cache", "manifest", "params:evaluation"],
                 "predictions",
                 name="predict_target_splits",
             ),
@@ -37,9 +61,10 @@ def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
                 "features",
                 name="extract_features",
             ),
+            probe_features_node(route),
             node(
                 classify_features,
-                ["features", "metrics", "params:evaluation"],
+                ["pretrained_features", "features", "metrics", "params:evaluation"],
                 "feature_classifiers",
                 name="classify_features",
             ),
@@ -48,9 +73,18 @@ def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
     )
     return Pipeline(
         template,
-        namespace=namespace or route.name,
+        namespace=namespace,
         inputs={"image_cache": "target_image_cache", "manifest": "target_manifest"},
-        parameters={"evaluation": "evaluation"},
+        parameters={
+            name: value
+            for name, value in {
+                "evaluation": "evaluation",
+                "model": "model",
+                "data": "data",
+                "run": f"{RUNS_KEY}.{namespace}",
+            }.items()
+            if f"params:{name}" in template.inputs()
+        },
     )
 
 
