@@ -153,7 +153,7 @@ class TrainingParams(_Strict):
     patience: PositiveInt = 50
     batch_size: PositiveInt = 8
     accumulation_steps: PositiveInt = 1
-    max_updates_per_epoch: PositiveInt = 100
+    max_updates_per_epoch: PositiveInt | None = 100  # None: every epoch is a full pass
     max_val_images: PositiveInt = 8000
     eval_every: PositiveInt = 1
     eval_batch_size: PositiveInt = 128
@@ -196,17 +196,39 @@ class StageParams(_Strict):
         return overrides
 
 
+PROBE_FEATURES = ("pretrained", "fine_tuned_bottleneck", "fine_tuned_backbone")
+
+
 class FeatureClassifierParams(_Strict):
-    """Classifiers on frozen 512-d bottleneck features (the paper's feature path)."""
+    """Logistic regression and RBF SVC on frozen features (the paper's probe).
+
+    ``features``: ``pretrained`` is the paper's probe, the backbone a route fine-tunes from
+    (its stage-1 model, or ``model.pretrained`` without stage 1), frozen, before any target
+    training; ``fine_tuned_bottleneck`` / ``fine_tuned_backbone`` are features of the
+    fine-tuned model itself (they have seen the training images: not the paper's measure).
+    ``max_train_images``: stratified subsample of the train split; ``null`` uses all of it.
+    """
 
     enabled: bool = True
-    backbone_features: bool = False  # also the backbone's own features (wider, slower)
+    features: list[Literal[PROBE_FEATURES]] = Field(
+        default_factory=lambda: ["pretrained"], min_length=1
+    )
     c_grid: list[float] = Field(
         default_factory=lambda: [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3], min_length=1
     )
-    cv_folds: int = Field(3, ge=2)
-    max_train_images: PositiveInt = 5000
+    cv_folds: int = Field(5, ge=2)
+    max_train_images: PositiveInt | None = 5000
     seed: int = 42
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backbone_features_moved(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "backbone_features" in values:
+            raise ValueError(
+                "evaluation.feature_classifiers.backbone_features is now a choice in "
+                "evaluation.feature_classifiers.features: any of " + ", ".join(PROBE_FEATURES)
+            )
+        return values
 
 
 class EvaluationParams(_Strict):
