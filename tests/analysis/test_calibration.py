@@ -2,6 +2,7 @@
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 
 from plankton_kedro.engine.analysis.calibration import (
@@ -156,3 +157,40 @@ def test_reliability_diagram_has_the_diagram_and_a_histogram():
         assert any(text.startswith("ECE = ") for text in legend)
     finally:
         plt.close(fig)
+
+
+def _evaluation(fitting_scale: dict[str, float]):
+    """evaluation_report on split outputs whose logits are ``scale`` x calibrated logits."""
+    from plankton_kedro.engine.analysis.report import evaluation_report
+    from tests.conftest import small_checkpoint
+
+    manifest = pd.DataFrame({"rel_path": [], "label": [], "split": []})
+    predictions = {}
+    for seed, split in enumerate(("val", "test", "calibration")):
+        if split not in fitting_scale:
+            continue
+        logits, labels = _calibrated_logits(seed=seed, n=600, k=2)
+        predictions[split] = {"logits": logits * fitting_scale[split], "labels": labels}
+    metrics, calibration, *figures = evaluation_report(
+        small_checkpoint(), manifest, predictions, target_precision=0.9
+    )
+    for figure in figures:
+        plt.close(figure)
+    return metrics, calibration
+
+
+def test_a_calibration_split_takes_over_from_validation():
+    """Catches temperature/threshold still fitted on validation (or on test) when a separate
+    calibration split exists: only the calibration split's logits may move them."""
+    _, base = _evaluation({"val": 1.0, "test": 1.0, "calibration": 3.0})
+    _, val_changed = _evaluation({"val": 0.3, "test": 1.0, "calibration": 3.0})
+    _, test_changed = _evaluation({"val": 1.0, "test": 0.3, "calibration": 3.0})
+    _, calibration_changed = _evaluation({"val": 1.0, "test": 1.0, "calibration": 1.0})
+    assert base["fitted_on"] == "calibration"
+    assert base["temperature"] == pytest.approx(3.0, rel=0.15)  # undoes the x3 overconfidence
+    for same in (val_changed, test_changed):
+        assert same["temperature"] == base["temperature"]
+        assert same["rejection_threshold"] == base["rejection_threshold"]
+    assert calibration_changed["temperature"] != pytest.approx(base["temperature"], rel=0.1)
+    _, without = _evaluation({"val": 3.0, "test": 1.0})
+    assert without["fitted_on"] == "val" and without["temperature"] == pytest.approx(3.0, rel=0.15)

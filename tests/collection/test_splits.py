@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from plankton_kedro.engine.collection.splits import (
+    carve_calibration,
     classes_missing_splits,
     keep_duplicates_together,
     split_counts,
@@ -66,3 +67,19 @@ def test_duplicates_are_moved_into_one_split():
     keys = pd.Series(["x", "x", "y", "x"])
     together = keep_duplicates_together(split, paths, keys)
     assert together.tolist() == ["test", "test", "val", "test"]  # a/1.png comes first
+
+
+def test_calibration_is_carved_from_validation_only():
+    """Catches calibration images taken from train or test (they would bias training or the
+    test scores) and a class left without validation images."""
+    frame = _collection({"a": 100, "b": 40, "single_val": 5})
+    split = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=1)
+    carved = carve_calibration(split, frame["rel_path"], frame["label"], share=0.5, seed=1)
+    table = split_table(frame.assign(split=carved))
+    assert table["a"] == {"train": 60, "val": 10, "test": 20, "calibration": 10, "total": 100}
+    assert table["b"] == {"train": 24, "val": 4, "test": 8, "calibration": 4, "total": 40}
+    assert table["single_val"]["val"] == 1 and table["single_val"]["calibration"] == 0
+    moved = carved != split
+    assert (split[moved] == "val").all() and (carved[moved] == "calibration").all()
+    unchanged = carve_calibration(split, frame["rel_path"], frame["label"], share=0.0, seed=1)
+    assert unchanged.equals(split)

@@ -320,11 +320,14 @@ class DownloadParams(_Strict):
 
 
 class SplitParams(_Strict):
-    """Stratified, seeded train/val/test fractions."""
+    """Stratified, seeded train/val/test fractions, and the optional calibration share."""
 
     train: float = Field(0.7, gt=0, le=1)
     val: float = Field(0.15, ge=0, lt=1)
     test: float = Field(0.15, ge=0, lt=1)
+    # share of each class's validation images moved to a separate calibration split, where
+    # temperature and the "unknown" threshold are then fitted (0: fitted on validation)
+    calibration: float = Field(0.0, ge=0, lt=1)
     seed: int = 42
 
     @model_validator(mode="after")

@@ -31,28 +31,32 @@ def evaluation_report(
     calibration_bins: int = 15,
     top_k: tuple[int, ...] = (3, 5),
 ) -> tuple[dict[str, Any], dict[str, Any], Figure, Figure]:
-    """Test metrics, calibration and the "unknown" threshold, all chosen on validation.
+    """Test metrics, calibration and the "unknown" threshold, chosen on the calibration split
+    when there is one, else on validation.
 
     ``predictions``: ``{split: {"labels", "logits"}}`` of the model on ``manifest`` (val and
-    test at least). Returns the metrics, the calibration to store with the model (temperature
-    and rejection threshold), the confusion matrix and the reliability diagram (test split,
-    after temperature scaling).
+    test at least, and ``calibration`` when the manifest has that split). Returns the
+    metrics, the calibration to store with the model (temperature and rejection threshold),
+    the confusion matrix and the reliability diagram (test split, after temperature scaling).
     """
     class_names = list(checkpoint.class_names)
     identity, history = checkpoint.identity, checkpoint.history
     dataset = dataset_name(manifest)
-    val, test = predictions["val"], predictions["test"]
+    fitted_on = "calibration" if "calibration" in predictions else "val"
+    fitting, test = predictions[fitted_on], predictions["test"]
     y_true, logits = test["labels"], test["logits"]
     y_pred = logits.argmax(1)
-    temperature = fit_temperature(val["logits"], val["labels"])
-    val_probabilities = softmax(val["logits"], temperature)
+    temperature = fit_temperature(fitting["logits"], fitting["labels"])
+    fitting_probabilities = softmax(fitting["logits"], temperature)
     test_probabilities = softmax(logits, temperature)
-    threshold = choose_rejection_threshold(val_probabilities, val["labels"], target_precision)
+    threshold = choose_rejection_threshold(
+        fitting_probabilities, fitting["labels"], target_precision
+    )
     calibration = {
         "temperature": temperature,
         "rejection_threshold": threshold["threshold"],
         "target_precision": target_precision,
-        "fitted_on": "val",
+        "fitted_on": fitted_on,
         "checkpoint_version": checkpoint.version,
         "manifest_version": manifest.attrs.get("version"),
     }
@@ -72,17 +76,22 @@ def evaluation_report(
         "best_epoch": history.best_epoch,
         "image_size": checkpoint.preprocessing.image_size,
         "calibration": {
+            "fitted_on": fitted_on,
             "temperature": temperature,
             "bins": calibration_bins,
             "ece_before": expected_calibration_error(softmax(logits), y_true, calibration_bins),
             "ece_after": expected_calibration_error(test_probabilities, y_true, calibration_bins),
-            "val_nll_before": negative_log_likelihood(val["logits"], val["labels"]),
-            "val_nll_after": negative_log_likelihood(val["logits"], val["labels"], temperature),
+            "fitted_split_nll_before": negative_log_likelihood(
+                fitting["logits"], fitting["labels"]
+            ),
+            "fitted_split_nll_after": negative_log_likelihood(
+                fitting["logits"], fitting["labels"], temperature
+            ),
             "test_nll_before": negative_log_likelihood(logits, y_true),
             "test_nll_after": negative_log_likelihood(logits, y_true, temperature),
         },
         "open_set": {
-            "chosen_on_val": threshold,
+            "chosen_on": {"split": fitted_on, **threshold},
             "test": rejection_report(test_probabilities, y_true, threshold["threshold"]),
         },
     }

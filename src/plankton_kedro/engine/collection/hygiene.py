@@ -19,7 +19,7 @@ import pandas as pd
 from plankton_kedro.engine.config import HygieneParams, SplitParams
 from plankton_kedro.engine.errors import CollectionError
 
-from .splits import keep_duplicates_together, stratified_split
+from .splits import carve_calibration, keep_duplicates_together, stratified_split
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,9 @@ def assign_splits(
         )
         assigned = keep_duplicates_together(assigned, used["rel_path"], used["sha1"])
         source = "stratified"
+    assigned = carve_calibration(
+        assigned, used["rel_path"], used["label"], share=split.calibration, seed=split.seed
+    )
     result = pd.Series(EXCLUDED, index=records.index, dtype=object)
     result[assigned.index] = assigned
     if source_keys is not None:

@@ -12,6 +12,7 @@ import pandas as pd
 from plankton_kedro.engine.errors import CollectionError
 
 SPLITS = ("train", "val", "test")
+CALIBRATION = "calibration"  # optional split carved from validation (ingestion.split.calibration)
 # Spellings of official split names found in split tables.
 SPLIT_NAMES = {
     "train": "train",
@@ -69,6 +70,25 @@ def stratified_split(
     return result
 
 
+def carve_calibration(
+    assigned: pd.Series, rel_paths: pd.Series, labels: pd.Series, *, share: float, seed: int
+) -> pd.Series:
+    """``assigned`` with ``share`` of each class's validation images (seeded, independent of
+    listing order) moved to a ``calibration`` split; every class keeps one validation image."""
+    result = assigned.copy()
+    if share == 0:
+        return result
+    rng = np.random.default_rng(seed)
+    in_val = assigned == "val"
+    for label in sorted(labels[in_val].unique()):
+        members = assigned.index[in_val & (labels == label)]
+        ordered = members[np.argsort(rel_paths[members].to_numpy(), kind="stable")]
+        shuffled = ordered[rng.permutation(len(ordered))]
+        n_calibration = min(int(np.floor(len(shuffled) * share + 0.5)), len(shuffled) - 1)
+        result.loc[shuffled[:n_calibration]] = CALIBRATION
+    return result
+
+
 def split_from_lists(rel_paths: pd.Series, lists: dict[str, list[str]]) -> pd.Series:
     """Each image's split from official file lists (``{split: [entries]}``), "" if unlisted.
 
@@ -112,10 +132,11 @@ def keep_duplicates_together(split: pd.Series, rel_paths: pd.Series, keys: pd.Se
 
 
 def split_table(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Images per class and split: ``{label: {train, val, test, total}}``."""
-    table = pd.crosstab(manifest["label"], manifest["split"]).reindex(columns=SPLITS, fill_value=0)
+    """Images per class and split: ``{label: {train, val, test, [calibration,] total}}``."""
+    splits = [*SPLITS, *([CALIBRATION] if (manifest["split"] == CALIBRATION).any() else [])]
+    table = pd.crosstab(manifest["label"], manifest["split"]).reindex(columns=splits, fill_value=0)
     return {
-        str(label): {**{s: int(row[s]) for s in SPLITS}, "total": int(row.sum())}
+        str(label): {**{s: int(row[s]) for s in splits}, "total": int(row.sum())}
         for label, row in table.iterrows()
     }
 

@@ -97,7 +97,7 @@ def build_ensemble(
             f"val_{ensembling.metric}": selection["val_score"],
             "test": {k: v for k, v in ensemble_test.items() if k != "per_class"},
             "open_set": {
-                "chosen_on_val": threshold,
+                "chosen_on": {"split": "val", **threshold},
                 "test": calibration.rejection_report(
                     probabilities, test_labels, threshold["threshold"]
                 ),

@@ -32,11 +32,14 @@ def predict_target_splits(
     manifest: pd.DataFrame,
     evaluation: EvaluationParams,
 ) -> dict[str, dict[str, Any]]:
-    """Logits and bottleneck features of the model on the target train, val and test splits."""
+    """Logits and bottleneck features of the model on the target train, val and test splits,
+    and on the calibration split when ingestion made one."""
+    splits = ("train", "val", "test", "calibration")
     return inference.predict_splits(
         target_model,
         image_cache,
         manifest,
+        splits=tuple(s for s in splits if (manifest["split"] == s).any() or s != "calibration"),
         batch_size=evaluation.batch_size,
         backbone_features="fine_tuned_backbone" in evaluation.feature_classifiers.features,
     )
@@ -49,7 +52,8 @@ def evaluate_on_target_test(
     evaluation: EvaluationParams,
 ) -> tuple[dict[str, Any], dict[str, Any], Any, Any]:
     """Test metrics, the calibration stored with the model (temperature, "unknown" threshold,
-    both fitted on validation), confusion matrix and reliability diagram (figures)."""
+    both fitted on the calibration split if any, else validation), confusion matrix and
+    reliability diagram (figures)."""
     metrics, calibration, confusion, reliability = report.evaluation_report(
         target_model,
         manifest,

@@ -211,7 +211,11 @@ def build_report(
         "skipped_count": len(summary["skipped"]),
         "skipped_by_reason": dict(sorted(reasons.items())),
         "per_class": table,
-        "split_totals": {s: int((manifest["split"] == s).sum()) for s in ("train", "val", "test")},
+        "split_totals": {
+            s: int((manifest["split"] == s).sum())
+            for s in ("train", "val", "test", "calibration")
+            if s != "calibration" or (manifest["split"] == s).any()
+        },
         "tiny_classes": tiny,
         "duplicates": _duplicates(manifest),
         "excluded": {str(reason): int(n) for reason, n in sorted(excluded.items())},
