@@ -26,14 +26,16 @@ from torch.utils.data import DataLoader
 
 from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
 from plankton_kedro.engine.collection.scan import SkippedFile, decode_files
-from plankton_kedro.engine.config import DataParams
+from plankton_kedro.engine.config import DataParams, SplitParams, TrainingParams
 from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler
 
 PROJECT = Path(__file__).resolve().parents[1]
 COLLECTIONS = {"ZooScanNet": 1_450_000, "WHOI (2006-2014)": 3_400_000}
 # Training images/s of one GPU at 224 px with fp16 autocast: assumptions (an A100-class card,
 # order of magnitude); replace with your own from scripts/gpu_check.py.
-GPU_RATES = {"resnet18": 3000.0, "efficientnet_b0": 2000.0}
+GPU_RATES = {"resnet18": 3000.0, "efficientnet_b0": 2000.0, "resnet50": 1300.0}
+# The paper's in-domain model, trained from scratch on the source set by conf/paper's stage 1.
+IN_DOMAIN_MODEL = "resnet50"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -137,6 +139,41 @@ def simulate(costs: dict[str, float], images: int, gpus: int, gpu_rate: float, a
     }
 
 
+def paper_stage1_recipe() -> tuple[TrainingParams, SplitParams]:
+    """conf/paper's stage-1 (in-domain pre-training) settings and its split fractions."""
+    import yaml
+
+    paper = yaml.safe_load((PROJECT / "conf/paper/parameters.yml").read_text())
+    training = TrainingParams(**paper["training"]).overridden(paper["pretraining"]["training"])
+    return training, SplitParams(**paper["ingestion"]["split"])
+
+
+def print_stage1_budget(costs: dict[str, float], rate: float, args) -> None:
+    """GPU-hours of conf/paper's in-domain pre-training (full passes over the source train
+    split, evaluation of at most ``max_val_images`` per pass) on each large collection."""
+    training, split = paper_stage1_recipe()
+    if training.max_updates_per_epoch is not None:
+        raise SystemExit("conf/paper's stage 1 is not a full-pass recipe (max_updates_per_epoch)")
+    print(
+        f"\nIn-domain stage 1 as conf/paper sets it: {IN_DOMAIN_MODEL} from scratch, "
+        f"{training.min_epochs}-{training.max_epochs} full passes over the "
+        f"{split.train:.0%} train split (early stopping after {training.min_epochs})"
+    )
+    print("| data set | train images | GPUs | one pass | GPU-hours, min-max passes |")
+    print("|---|---|---|---|---|")
+    for name, images in COLLECTIONS.items():
+        train = int(images * split.train)
+        for gpus in (1, 8):
+            one_pass = simulate(costs, train, gpus, rate, args)["epoch"]
+            evaluation = simulate(costs, training.max_val_images, gpus, 3 * rate, args)["epoch"]
+            per_pass_gpu_hours = (one_pass + evaluation) * gpus / 3600
+            print(
+                f"| {name} | {train / 1e6:.2f} M | {gpus} | {_duration(one_pass)} | "
+                f"{per_pass_gpu_hours * training.min_epochs:.0f}-"
+                f"{per_pass_gpu_hours * training.max_epochs:.0f} |"
+            )
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
@@ -169,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"{_duration(r['ingestion'])} | {model} | {gpus} | {_duration(r['epoch'])} "
                     f"| {r['limit']} | {_duration(r['epoch_decoding_jpegs'])} |"
                 )
+    print_stage1_budget(costs, rates[IN_DOMAIN_MODEL], args)
 
 
 if __name__ == "__main__":
