@@ -1,16 +1,24 @@
-"""Ensembles: averaging maths, and greedy member selection that sees validation data only."""
+"""Ensembles: averaging maths, greedy member selection, and the ensembling node that must choose
+members, temperatures and the "unknown" threshold on validation data only."""
 
 import inspect
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from plankton_kedro.engine.analysis.calibration import softmax
 from plankton_kedro.engine.analysis.ensemble import (
+    MODES,
     combine,
     ensemble_predictions,
     greedy_forward_selection,
 )
+from plankton_kedro.engine.checkpoint import Identity
+from plankton_kedro.engine.config import EnsemblingParams, EvaluationParams
+from plankton_kedro.pipelines.ensembling import nodes
+from tests.conftest import small_checkpoint
 
 P1 = np.array([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
 P2 = np.array([[0.1, 0.3, 0.6], [0.5, 0.25, 0.25]])
@@ -71,19 +79,27 @@ def test_selection_takes_no_test_data():
     assert {"val_logits", "val_labels"} <= set(parameters)
 
 
-def test_selection_is_unchanged_by_anything_on_the_test_side():
-    val_labels = np.random.default_rng(1).integers(0, 4, 80)
-    val = _members(10, val_labels)
-    selections = []
-    for seed in (20, 21):
-        # Different test logits and shuffled, unrelated test labels in each run.
-        test_labels = np.random.default_rng(seed).permutation(np.arange(50) % 4)
-        test = _members(seed, test_labels)
-        selection = greedy_forward_selection(val, val_labels)
-        assert ensemble_predictions(test, selection).shape == (50, 4)
-        selections.append(selection)
-    assert selections[0] == selections[1]
-    assert len(selections[0]["selected"]) >= 1
+def test_a_member_that_adds_nothing_is_not_selected():
+    """Catches a greedy loop that adds a member on a tie or until the cap (flat logits stay out)."""
+    labels = np.tile([0, 1, 2], 10)
+    strong = 3.0 * np.eye(3)[labels]
+    strong[:6] = 3.0 * np.eye(3)[(labels[:6] + 1) % 3]  # wrong on the first 6: 24/30 right
+    members = {"flat": np.zeros((30, 3)), "strong": strong}
+    for mode in MODES:
+        selection = greedy_forward_selection(members, labels, mode=mode)
+        assert selection["member_val_scores"] == pytest.approx({"flat": 1 / 3, "strong": 0.8})
+        assert selection["selected"] == ["strong"]
+        assert selection["weights"] == {"strong": 1.0}
+        assert selection["val_score"] == pytest.approx(0.8)
+        np.testing.assert_allclose(ensemble_predictions(members, selection), softmax(strong))
+
+
+def test_the_members_follow_the_validation_scores():
+    """Catches a selection that ignores the validation scores (by name, order, or all members)."""
+    labels = np.tile([0, 1, 2], 10)
+    right, wrong = 2.0 * np.eye(3)[labels], 2.0 * np.eye(3)[(labels + 1) % 3]
+    assert greedy_forward_selection({"a": right, "b": wrong}, labels)["selected"] == ["a"]
+    assert greedy_forward_selection({"a": wrong, "b": right}, labels)["selected"] == ["b"]
 
 
 def test_complementary_members_beat_the_best_single_one():
@@ -193,3 +209,110 @@ def test_clear_errors():
     selection = greedy_forward_selection({"a": ones}, np.zeros(4, dtype=int))
     with pytest.raises(ValueError, match=r"missing.*\['a'\]"):
         ensemble_predictions({"b": ones}, selection)
+
+
+# --- the ensembling node: every member scored on val and test, selection on val only ----------
+
+VAL_LABELS = np.tile([0, 1, 2], 10)
+TEST_LABELS = (VAL_LABELS + 1) % 3  # same size as val, other labels: a mix-up cannot hide
+
+
+def _onehot(labels: np.ndarray, scale: float = 4.0) -> np.ndarray:
+    return scale * np.eye(3)[labels]
+
+
+def _split_outputs() -> dict[str, dict[str, dict]]:
+    """Logits per member and split, built so that the right choice is known.
+
+    ``val_star`` is right on every validation image and wrong on every test image;
+    ``test_star`` the reverse (its validation logits even match the test labels); ``flat`` is
+    uniform (a third right on both). Chosen on validation, the ensemble is ``val_star`` alone.
+    """
+    logits = {
+        "val_star": (_onehot(VAL_LABELS), _onehot((TEST_LABELS + 1) % 3)),
+        "test_star": (_onehot(TEST_LABELS), _onehot(TEST_LABELS)),
+        "flat": (np.zeros((30, 3)), np.zeros((30, 3))),
+    }
+    return {
+        name: {
+            "val": {"labels": VAL_LABELS, "logits": val},
+            "test": {"labels": TEST_LABELS, "logits": test},
+        }
+        for name, (val, test) in logits.items()
+    }
+
+
+def _build(monkeypatch, outputs: dict[str, dict[str, dict]]):
+    """``build_ensemble`` on three member checkpoints whose predictions are ``outputs``."""
+    names = list(outputs)
+    checkpoints = [
+        small_checkpoint(
+            float(i),
+            class_names=["a", "b", "c"],
+            identity=Identity("two_stage", f"ensemble_{name}", "fine_tuning", "tiny", "m1", i),
+        )
+        for i, name in enumerate(names)
+    ]
+
+    def predict_splits(model, image_cache, manifest, splits):
+        predicted = outputs[model.identity.run.removeprefix("ensemble_")]
+        return {split: predicted[split] for split in splits if split in predicted}
+
+    monkeypatch.setattr(nodes, "inference", SimpleNamespace(predict_splits=predict_splits))
+    ensembling = EnsemblingParams(
+        members=[{"name": name, "model": "test_resnet"} for name in names]
+    )
+    manifest = pd.DataFrame({"split": ["val"] * 30 + ["test"] * 30})
+    manifest.attrs.update(dataset="tiny", version="v1")
+    return nodes.build_ensemble(
+        np.zeros((60, 4, 4, 3), np.uint8), manifest, ensembling, EvaluationParams(), *checkpoints
+    )
+
+
+def test_the_node_selects_on_validation_and_reports_on_test(monkeypatch):
+    """Catches the paper's leak: members chosen with the test split's logits or labels."""
+    # With test logits or test labels in the selection, test_star (or flat) would be chosen.
+    artefact, report = _build(monkeypatch, _split_outputs())
+    selection = report["selection"]
+    assert selection["member_val_scores"] == pytest.approx(
+        {"val_star": 1.0, "test_star": 0.0, "flat": 1 / 3}
+    )
+    assert selection["selected"] == ["val_star"]
+    assert artefact.member_names == ["val_star"]
+    # reported on test: each member's own test accuracy, and the ensemble's (val_star's) 0.0
+    tested = {name: member["test"]["accuracy"] for name, member in report["members"].items()}
+    assert tested == pytest.approx({"val_star": 0.0, "test_star": 1.0, "flat": 1 / 3})
+    assert report["ensemble"]["test"]["accuracy"] == 0.0
+    assert report["ensemble"]["val_accuracy"] == 1.0
+
+
+def test_changing_only_the_test_split_changes_nothing_that_is_chosen(monkeypatch):
+    """Catches members, temperatures or the "unknown" threshold fitted on the test split."""
+    outputs = _split_outputs()
+    artefact, report = _build(monkeypatch, outputs)
+    rng = np.random.default_rng(7)
+    shuffled_labels = rng.permutation(TEST_LABELS)
+    for member in outputs.values():
+        member["test"] = {"labels": shuffled_labels, "logits": rng.normal(size=(30, 3)) * 3}
+    other_artefact, other_report = _build(monkeypatch, outputs)
+    assert other_report["selection"] == report["selection"]
+    assert other_artefact.temperatures == artefact.temperatures
+    assert other_artefact.rejection_threshold == artefact.rejection_threshold
+    assert [m["temperature"] for m in other_report["members"].values()] == [
+        m["temperature"] for m in report["members"].values()
+    ]
+    # the test side did change: what is reported on it moved
+    assert other_report["ensemble"]["test"] != report["ensemble"]["test"]
+
+
+def test_changing_the_validation_split_changes_the_choice(monkeypatch):
+    """Catches a node that ignores validation: swapping the stars' val logits swaps the pick."""
+    outputs = _split_outputs()
+    outputs["val_star"]["val"], outputs["test_star"]["val"] = (
+        outputs["test_star"]["val"],
+        outputs["val_star"]["val"],
+    )
+    artefact, report = _build(monkeypatch, outputs)
+    assert report["selection"]["selected"] == ["test_star"]
+    assert artefact.member_names == ["test_star"]
+    assert report["ensemble"]["test"]["accuracy"] == 1.0

@@ -1,8 +1,12 @@
-"""Training loop pieces: schedule, optimiser groups, sampler, errors, determinism."""
+"""Training loop pieces: schedule, optimiser groups, sampler, errors, determinism; the
+evaluation report's calibration."""
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from scipy.special import log_softmax
 
 from plankton_kedro.engine.analysis.report import evaluation_report
 from plankton_kedro.engine.collection.preprocessing import CachePreprocessing, record_preprocessing
@@ -17,7 +21,7 @@ from plankton_kedro.engine.modelling.schedule import (
     updates_per_epoch,
 )
 from plankton_kedro.engine.modelling.stages import train_stage
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, small_checkpoint
 
 
 @pytest.mark.parametrize(("t", "expected"), [(0.0, 1.0), (0.5, 0.261), (1.0, 0.166)])
@@ -130,11 +134,72 @@ def test_training_learns_and_evaluation_reports_metrics(tiny_cache, tmp_path):
     assert {"f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
     assert metrics["manifest_version"] == "2026-01-01T00.00.00.000Z"
     assert figure.axes and len(reliability.axes) == 2
-    assert calibration["temperature"] > 0 and calibration["fitted_on"] == "val"
+    assert calibration["temperature"] == metrics["calibration"]["temperature"]
+    assert calibration["rejection_threshold"] == metrics["open_set"]["chosen_on"]["threshold"]
     assert (
         metrics["open_set"]["test"]["n_accepted"] + metrics["open_set"]["test"]["n_rejected"] == 12
     )
     assert predictions["train"]["embeddings"].shape == (48, 32)
+
+
+CLASSES = ["a", "b", "c", "d", "e"]
+
+
+def _split(seed: int, scale: float, n: int = 600) -> dict[str, np.ndarray]:
+    """Logits ``scale`` times those of a model calibrated at T = 1 (labels drawn from its own
+    softmax), so the temperature that fits them is about ``scale``."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=2.0, size=(n, len(CLASSES)))
+    cumulative = np.cumsum(np.exp(log_softmax(logits, axis=1)), axis=1)
+    labels = np.minimum((rng.random((n, 1)) > cumulative).sum(axis=1), len(CLASSES) - 1)
+    return {"labels": labels, "logits": scale * logits}
+
+
+def _calibration(val: dict, test: dict) -> tuple[dict, dict]:
+    checkpoint = small_checkpoint(class_names=CLASSES)
+    manifest = pd.DataFrame({"split": ["val", "test"]})
+    manifest.attrs.update(dataset="tiny", version="v1")
+    metrics, calibration, *figures = evaluation_report(
+        checkpoint, manifest, {"val": val, "test": test}, target_precision=0.9
+    )
+    for figure in figures:
+        plt.close(figure)
+    return metrics, calibration
+
+
+def _nll(split: dict, temperature: float) -> float:
+    """Mean negative log-likelihood, computed here with scipy rather than the project's."""
+    log_p = log_softmax(split["logits"] / temperature, axis=1)
+    return float(-log_p[np.arange(len(split["labels"])), split["labels"]].mean())
+
+
+def test_temperature_and_unknown_threshold_are_fitted_on_validation_only():
+    """Catches a temperature or "unknown" threshold fitted on the test split instead of val."""
+    val, test = _split(0, scale=4.0), _split(1, scale=0.5)  # val wants T ~ 4, test T ~ 0.5
+    metrics, calibration = _calibration(val, test)
+    temperature = calibration["temperature"]
+    assert _nll(val, temperature) <= min(
+        _nll(val, temperature * 1.02), _nll(val, temperature / 1.02)
+    )
+    assert 3.0 < temperature < 5.0
+    # the threshold keeps the target precision on the validation images it accepts
+    probabilities = np.exp(log_softmax(val["logits"] / temperature, axis=1))
+    accepted = probabilities.max(axis=1) >= calibration["rejection_threshold"] - 1e-12
+    correct = probabilities.argmax(axis=1) == val["labels"]
+    assert correct[accepted].mean() >= 0.9
+    chosen = metrics["open_set"]["chosen_on"]
+    assert chosen["val_coverage"] == pytest.approx(accepted.mean())
+
+    # other test logits and labels: the test metrics move, what was chosen does not
+    other_metrics, same = _calibration(val, _split(2, scale=2.0))
+    assert other_metrics["accuracy"] != metrics["accuracy"]
+    assert same["temperature"] == temperature
+    assert same["rejection_threshold"] == calibration["rejection_threshold"]
+
+    # other validation logits: both are chosen again
+    _, refitted = _calibration(_split(0, scale=8.0), test)
+    assert refitted["temperature"] == pytest.approx(2 * temperature, rel=0.05)
+    assert refitted["rejection_threshold"] != calibration["rejection_threshold"]
 
 
 def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path):
