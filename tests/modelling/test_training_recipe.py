@@ -114,7 +114,7 @@ def test_resume_with_other_settings_or_data_refuses_and_names_the_difference(
     with pytest.raises(ResumeMismatchError, match="train and val images"):
         _train((images, other), tmp_path)
     with pytest.raises(ResumeMismatchError, match="model.name"):
-        _train(tiny_cache, tmp_path, model_name="test_convnext")
+        _train(tiny_cache, tmp_path, model_name="test_resnet")  # test_convnext rejects 16 px
     fresh = _train(tiny_cache, tmp_path, resume=False, lr={**SETTINGS["lr"], "classifier": 0.1})
     assert fresh.history.resumed_from_epoch is None
 

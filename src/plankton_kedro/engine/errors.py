@@ -30,6 +30,10 @@ class ResumeMismatchError(PlanktonUserError, RuntimeError):
     """An interrupted run exists but was started with other data, classes or settings."""
 
 
+class ModelConfigError(PlanktonUserError, ValueError):
+    """The timm model cannot be built as asked: an unknown name, or an image size it rejects."""
+
+
 class WeightsUnavailableError(PlanktonUserError, RuntimeError):
     """Pretrained weights could not be obtained or do not fit the requested model."""
 

@@ -27,7 +27,13 @@ from plankton_kedro.engine.errors import StageInputError
 from . import distributed
 from .data import CachedImages
 from .fit import TrainResult, fit
-from .model import PlanktonNet, build_model, model_from_checkpoint, model_normalisation
+from .model import (
+    PlanktonNet,
+    build_model,
+    check_image_size,
+    model_from_checkpoint,
+    model_normalisation,
+)
 from .resume import TrainingStateStore, stage_fingerprint
 from .runtime import seed_everything
 
@@ -133,6 +139,7 @@ def train_stage(
     )
     processes = distributed.resolve_devices(training.devices)
     if processes > 1 and not distributed.current().enabled:
+        check_image_size(model.name, data.image_size)  # a clear error here, not in every rank
         logger.info("%s/%s: starting %d DDP processes", route, stage, processes)
         result, weights, mean, std = distributed.launch_local(processes, run_job, job)
     else:
@@ -186,7 +193,7 @@ def run_job(job: StageJob) -> tuple[TrainResult, str | None, tuple, tuple]:
     images = np.load(job.images, mmap_mode="r") if isinstance(job.images, str) else job.images
     seed_everything(job.training.seed)
     net, weights = _initial_model(
-        job.model, len(job.class_names), job.backbone_init, job.init_checkpoint
+        job.model, len(job.class_names), job.backbone_init, job.init_checkpoint, job.data
     )
     mean, std = model_normalisation(net)
     crop = job.data.image_size
@@ -216,15 +223,22 @@ def _initial_model(
     num_classes: int,
     backbone_init: str,
     init_checkpoint: Checkpoint | None,
+    data: DataParams,
 ) -> tuple[PlanktonNet, str | None]:
     if backbone_init == "scratch":
-        return build_model(model.name, num_classes, bottleneck_dim=model.bottleneck_dim)
+        return build_model(
+            model.name,
+            num_classes,
+            bottleneck_dim=model.bottleneck_dim,
+            image_size=data.image_size,
+        )
     if backbone_init == "pretrained":
         return build_model(
             model.name,
             num_classes,
             pretrained=model.pretrained,
             bottleneck_dim=model.bottleneck_dim,
+            image_size=data.image_size,
         )
     if init_checkpoint.model_name != model.name:
         raise StageInputError(
@@ -232,7 +246,7 @@ def _initial_model(
             f"'{init_checkpoint.model_name}' but model.name is '{model.name}': "
             "run stage 1 again with this model, or set model.name to the checkpoint's"
         )
-    net = model_from_checkpoint(init_checkpoint)
+    net = model_from_checkpoint(init_checkpoint, image_size=data.image_size)
     net.reset_classifier(num_classes)
     return net, _describe_init("checkpoint", model, init_checkpoint)
 
