@@ -234,19 +234,89 @@ def test_pad_and_resize_upscales_small_images():
     assert (out == 9).all()
 
 
+# Expected values below are written out by hand, not computed with the module's own padding.
+ROWS = np.array([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]], dtype=np.uint8)  # 2 high, 6 wide
+
+
+def test_a_wide_image_is_padded_above_and_below_with_its_rows_in_the_middle():
+    """Catches an off-by-one, a flip or a transposition in where pad_to_square pastes."""
+    square = np.asarray(pad_to_square(Image.fromarray(ROWS), fill=0))
+    expected = np.array(
+        [
+            [0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0],
+            [1, 2, 3, 4, 5, 6],
+            [7, 8, 9, 10, 11, 12],
+            [0, 0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0, 0],
+        ]
+    )
+    np.testing.assert_array_equal(square, expected)
+
+
+def test_an_odd_margin_puts_the_extra_row_or_column_after_the_image():
+    """Catches rounding the offset up instead of down (the image one pixel off centre)."""
+    wide = np.array([[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]], dtype=np.uint8)  # 3 x 4
+    np.testing.assert_array_equal(
+        np.asarray(pad_to_square(Image.fromarray(wide), fill=0)),
+        [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [0, 0, 0, 0]],
+    )
+    tall = np.array([[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]], dtype=np.uint8)  # 5 x 2
+    np.testing.assert_array_equal(
+        np.asarray(pad_to_square(Image.fromarray(tall), fill=0)),
+        [
+            [0, 1, 2, 0, 0],
+            [0, 3, 4, 0, 0],
+            [0, 5, 6, 0, 0],
+            [0, 7, 8, 0, 0],
+            [0, 9, 10, 0, 0],
+        ],
+    )
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["grey", "colour"])
+def test_pad_and_resize_to_the_padded_side_is_exactly_the_padding(colour):
+    """Catches pad_and_resize padding wrongly on its grey one-band path or its RGB path."""
+    rgb = np.stack([ROWS, ROWS, ROWS], axis=2)
+    if colour:
+        rgb[..., 2] = 100  # blue differs from red and green: not grey
+    fill = (50, 60, 70) if colour else 50
+    out = pad_and_resize(Image.fromarray(rgb), 6, fill=fill)  # 6 px: no resampling at all
+    expected = np.empty((6, 6, 3), dtype=np.uint8)
+    expected[:] = fill
+    expected[2:4] = rgb
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.uint8 and out.flags["C_CONTIGUOUS"]
+
+
+def test_a_white_dot_on_black_stays_where_it_was_after_padding_and_resizing():
+    """Catches padding offsets or resizing that move the object in the square."""
+    black = np.zeros((4, 8, 3), dtype=np.uint8)  # 4 high, 8 wide
+    black[1, 6] = 255  # padded to 8 x 8 (2 rows above): row 3, column 6
+    out = pad_and_resize(Image.fromarray(black), 4, fill=0)  # halved: row 1, column 3
+    brightest = np.unravel_index(out[..., 0].argmax(), (4, 4))
+    assert brightest == (1, 3)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    tall = np.zeros((8, 2), dtype=np.uint8)  # 8 high, 2 wide: 3 columns left of it
+    tall[5, 0] = 255  # padded: row 5, column 3; halved: row 2, column 1
+    out = pad_and_resize(Image.fromarray(tall), 4, fill=0)
+    assert np.unravel_index(out[..., 0].argmax(), (4, 4)) == (2, 1)
+
+
 @pytest.mark.parametrize("size", [16, 40, 128])
 def test_grey_content_is_resized_as_one_band_with_the_same_result(size):
-    """The one-band path for grey images equals resizing all three bands."""
+    """Catches the one-band shortcut for grey images differing from resizing three bands."""
     rng = np.random.default_rng(size)
-    grey = rng.integers(0, 256, (37, 61), dtype=np.uint8)
+    grey = rng.integers(0, 256, (38, 61), dtype=np.uint8)
     grey_rgb = np.repeat(grey[:, :, None], 3, axis=2)
     colour = grey_rgb.copy()
     colour[5, 7, 2] ^= 1  # one channel of one pixel differs: not grey
     for pixels in (grey_rgb, colour):
-        img = Image.fromarray(pixels)
-        three_bands = pad_to_square(img, FILL).resize(
+        # padded here with numpy: 61 - 38 = 23 rows of fill, 11 above and 12 below
+        padded = np.pad(pixels, ((11, 12), (0, 0), (0, 0)), constant_values=FILL)
+        three_bands = Image.fromarray(padded).resize(
             (size, size), Image.Resampling.LANCZOS, reducing_gap=3.0
         )
-        out = pad_and_resize(img, size, fill=FILL)
+        out = pad_and_resize(Image.fromarray(pixels), size, fill=FILL)
         np.testing.assert_array_equal(out, np.asarray(three_bands))
         assert out.flags["C_CONTIGUOUS"] and out.dtype == np.uint8
