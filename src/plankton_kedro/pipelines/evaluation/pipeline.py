@@ -45,7 +45,7 @@ def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
         [
             node(
                 predict_target_splits,
-                ["source_model", "image_cache", "manifest", "params:evaluation"],
+                ["target_model", "image_cache", "manifest", "params:evaluation"],
                 "predictions",
                 name="predict_target_splits",
             ),
