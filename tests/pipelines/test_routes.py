@@ -8,8 +8,11 @@ from kedro.framework.project import configure_project
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 from PIL import Image, ImageDraw
+from scipy.special import log_softmax
+from sklearn.metrics import accuracy_score, confusion_matrix
 
 from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.engine.analysis.calibration import TEMPERATURE_BOUNDS
 from plankton_kedro.engine.config import (
     DataParams,
     EvaluationParams,
@@ -83,7 +86,7 @@ def _catalog(tmp_path, route: str, run: RunParams | None = None) -> DataCatalog:
     datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
     datasets["target_images"] = MemoryDataset(_collection(tmp_path / "target", 10, 1))
     outputs = ("source_model", "target_model", "metrics", "calibration", "feature_classifiers")
-    for name in (*outputs, "pretrained_features", "features"):
+    for name in (*outputs, "pretrained_features", "features", "predictions"):
         datasets[f"{run.name}.{name}"] = KeptDataset()
     datasets["target_ingestion_report"] = KeptDataset()
     return DataCatalog(datasets)
@@ -91,12 +94,18 @@ def _catalog(tmp_path, route: str, run: RunParams | None = None) -> DataCatalog:
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
 def test_route_runs_end_to_end_in_memory(tmp_path, route):
+    """Catches a broken route, or metrics and calibration that are not its own val/test outputs."""
     catalog = _catalog(tmp_path, route)
     SequentialRunner().run(build_route(route), catalog)
     metrics = catalog.load(f"{route}.metrics")
     assert metrics["route"] == route
     assert metrics["n_test"] == 6  # 20% of 10 images in each of 3 classes
-    assert 0.0 <= metrics["accuracy"] <= 1.0
+    # the reported metrics are those of the model's test predictions, recomputed with sklearn
+    predictions = catalog.load(f"{route}.predictions")
+    test = predictions["test"]
+    predicted = test["logits"].argmax(axis=1)
+    assert metrics["accuracy"] == accuracy_score(test["labels"], predicted)
+    assert metrics["confusion_matrix"] == confusion_matrix(test["labels"], predicted).tolist()
     model = catalog.load(f"{route}.target_model")
     assert model.class_names == sorted(SHAPES)
     assert model.identity.stage == "fine_tuning"
@@ -109,7 +118,7 @@ def test_route_runs_end_to_end_in_memory(tmp_path, route):
         assert len(model.history.epochs) == 2
         assert model.history.initial_weights.startswith(f"{route}/pretraining checkpoint")
     calibration = catalog.load(f"{route}.calibration")
-    assert calibration["temperature"] > 0 and 0 <= calibration["rejection_threshold"] <= 1
+    _assert_fitted_on(predictions["val"], predictions["test"], calibration, metrics)
     probes = catalog.load(f"{route}.feature_classifiers")
     assert {"pretrained", "fine_tuned_bottleneck", "fine_tuned_backbone"} <= set(probes)
     for probe in ("pretrained", "fine_tuned_bottleneck", "fine_tuned_backbone"):
@@ -129,6 +138,26 @@ def test_route_runs_end_to_end_in_memory(tmp_path, route):
     assert not np.allclose(frozen[columns].to_numpy(), fine_tuned[columns].to_numpy())
     report = catalog.load("target_ingestion_report")
     assert report["images"] == 30 and report["skipped_count"] == 0
+
+
+def _assert_fitted_on(val: dict, test: dict, calibration: dict, metrics: dict) -> None:
+    """The temperature minimises the validation NLL (scipy, at the search bounds excepted) and
+    the "unknown" threshold is one of the validation confidences at that temperature."""
+    temperature = calibration["temperature"]
+    val_logits, test_logits = (np.asarray(s["logits"], dtype=np.float64) for s in (val, test))
+
+    def nll(t: float) -> float:
+        log_p = log_softmax(val_logits / t, axis=1)
+        return float(-log_p[np.arange(len(val["labels"])), val["labels"]].mean())
+
+    for neighbour in (temperature * 1.02, temperature / 1.02):
+        if TEMPERATURE_BOUNDS[0] <= neighbour <= TEMPERATURE_BOUNDS[1]:
+            assert nll(temperature) <= nll(neighbour) + 1e-9, (temperature, neighbour)
+    confidence = np.exp(log_softmax(val_logits / temperature, axis=1)).max(axis=1)
+    assert np.isclose(confidence, calibration["rejection_threshold"], rtol=0, atol=1e-9).any()
+    on_test = np.exp(log_softmax(test_logits / temperature, axis=1)).max(axis=1)
+    accepted = int((on_test >= calibration["rejection_threshold"] - 1e-9).sum())
+    assert metrics["open_set"]["test"]["n_accepted"] == accepted
 
 
 def test_registry_exposes_every_runnable_name_and_default_is_two_stage():
