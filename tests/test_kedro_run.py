@@ -11,10 +11,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.special import log_softmax
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
+from plankton_kedro.engine.analysis.calibration import TEMPERATURE_BOUNDS
 from plankton_kedro.engine.checkpoint import load_checkpoint
 from tests.conftest import PROJECT_ROOT, TINY_MODEL
 
@@ -60,17 +64,71 @@ def latest_json(project: Path, relative: str) -> dict:
     return json.loads(latest(project, relative).read_text())
 
 
+def predictions_of(project: Path, model: str) -> tuple[pd.DataFrame, dict]:
+    """The target manifest, and the saved model ``model`` (a path under data/06_models)
+    predicting the saved target cache again here, on the val and test splits."""
+    from plankton_kedro.engine.modelling.inference import predict_splits
+
+    manifest = pd.read_parquet(latest(project, "data/03_primary/target/manifest.parquet"))
+    images = np.load(latest(project, "data/05_model_input/target/images.npy"), mmap_mode="r")
+    checkpoint = latest_checkpoint(project, f"data/06_models/{model}")
+    return manifest, predict_splits(checkpoint, images, manifest, splits=("val", "test"))
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax, computed here with scipy in float64."""
+    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1))
+
+
+def assert_chosen_on_validation(val: dict, temperature: float, threshold: float) -> None:
+    """The temperature minimises the validation NLL (but at the search bounds) and the
+    "unknown" threshold is one of the validation confidences at that temperature."""
+
+    def nll(t: float) -> float:
+        p = probabilities(val["logits"], t)[np.arange(len(val["labels"])), val["labels"]]
+        return float(-np.log(p).mean())
+
+    for neighbour in (temperature * 1.02, temperature / 1.02):
+        if TEMPERATURE_BOUNDS[0] <= neighbour <= TEMPERATURE_BOUNDS[1]:
+            assert nll(temperature) <= nll(neighbour) + 1e-6, (temperature, neighbour)
+    confidence = probabilities(val["logits"], temperature).max(axis=1)
+    assert np.isclose(confidence, threshold, rtol=0, atol=1e-6).any(), threshold
+
+
 def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
+    """Catches metrics or calibration that are not those of the saved model on the saved data."""
     result = kedro(project, "--pipeline=two_stage", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert {"accuracy", "f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
-    assert metrics["n_test"] == 80
     assert metrics["route"] == "two_stage"
     assert metrics["model_name"] == TINY_MODEL
     assert metrics["dataset"] == "demo_target"
-    assert metrics["checkpoint_version"] and metrics["manifest_version"]
-    assert len(metrics["per_class"]) == 10
+    # the versions are those of the files on disk, not just any value
+    target_model = "data/06_models/two_stage/target_model.pt"
+    assert metrics["checkpoint_version"] == latest(project, target_model).parent.name
+    manifest_path = latest(project, "data/03_primary/target/manifest.parquet")
+    assert metrics["manifest_version"] == manifest_path.parent.name
+    # counts match the data: the manifest's test split, class by class
+    manifest, predicted = predictions_of(project, "two_stage/target_model.pt")
+    test_labels = manifest.loc[manifest["split"] == "test", "label"]
+    assert metrics["n_test"] == len(test_labels) == 80
+    assert {name: c["support"] for name, c in metrics["per_class"].items()} == (
+        test_labels.value_counts().to_dict()
+    )
+    # the scores are those of the saved model's test predictions, recomputed with sklearn
+    y_true, y_pred = predicted["test"]["labels"], predicted["test"]["logits"].argmax(axis=1)
+    assert metrics["accuracy"] == accuracy_score(y_true, y_pred)
+    f1_macro = f1_score(y_true, y_pred, labels=range(10), average="macro", zero_division=0)
+    assert metrics["f1_macro"] == pytest.approx(f1_macro)
+    assert (
+        metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=range(10)).tolist()
+    )
+    # temperature and "unknown" threshold were chosen on the validation split
+    calibration = latest_json(project, "data/06_models/two_stage/calibration.json")
+    assert_chosen_on_validation(
+        predicted["val"], calibration["temperature"], calibration["rejection_threshold"]
+    )
     assert latest(project, "data/08_reporting/two_stage/confusion_matrix.png").stat().st_size
     for artefact in ("two_stage/source_model.pt", "two_stage/target_model.pt"):
         assert latest(project, f"data/06_models/{artefact}").stat().st_size
@@ -251,22 +309,51 @@ def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_p
 
 
 def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_path):
+    """Catches members scored, combined or thresholded on the test split instead of val."""
     project = _copy_project(tmp_path / "project")
     result = kedro(project, "--pipeline=ensembling", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = latest_json(project, "data/08_reporting/ensemble/ensemble_report.json")
     assert set(report["members"]) == {"resnet10t_s1", "resnet10t_s2", "resnet14t_ood"}
-    assert report["selected_on"] == "val"
-    best_member = max(report["selection"]["member_val_scores"].values())
+    selection = report["selection"]
+    best_member = max(selection["member_val_scores"].values())
     assert report["ensemble"]["val_accuracy"] >= best_member
     assert report["ensemble"]["test"]["n_test"] == 80
+    # each member's saved model predicted again: its val accuracy is what selection scored,
+    # its test accuracy what the report shows
+    outputs = {
+        name: predictions_of(project, f"ensemble_{name}/target_model.pt")[1]
+        for name in report["members"]
+    }
+    for name, out in outputs.items():
+        val, test = out["val"], out["test"]
+        val_accuracy = accuracy_score(val["labels"], val["logits"].argmax(axis=1))
+        assert selection["member_val_scores"][name] == val_accuracy, name
+        test_accuracy = accuracy_score(test["labels"], test["logits"].argmax(axis=1))
+        assert report["members"][name]["test"]["accuracy"] == test_accuracy, name
+
+    # the ensemble: weighted mean of the selected members' tempered softmaxes
+    def ensemble_probabilities(split: str) -> np.ndarray:
+        return sum(
+            weight
+            * probabilities(outputs[name][split]["logits"], report["members"][name]["temperature"])
+            for name, weight in selection["weights"].items()
+        )
+
+    assert selection["mode"] == "probabilities"
+    labelled = next(iter(outputs.values()))
+    val_labels, test_labels = labelled["val"]["labels"], labelled["test"]["labels"]
+    val_p, test_p = ensemble_probabilities("val"), ensemble_probabilities("test")
+    assert report["ensemble"]["val_accuracy"] == accuracy_score(val_labels, val_p.argmax(1))
+    assert report["ensemble"]["test"]["accuracy"] == accuracy_score(test_labels, test_p.argmax(1))
     ensemble = latest_checkpoint(project, "data/06_models/ensemble/ensemble_model.pt")
-    assert ensemble.kind == "ensemble"
-    assert ensemble.member_names == sorted(report["selection"]["weights"])
+    assert ensemble.member_names == sorted(selection["weights"])
+    assert ensemble.weights == [selection["weights"][name] for name in ensemble.member_names]
     assert abs(sum(ensemble.weights) - 1) < 1e-9
     members = {m.model_name for m in ensemble.members}
     assert members <= {"resnet10t", "resnet14t"}
-    assert 0 <= ensemble.rejection_threshold <= 1
+    # the "unknown" threshold is one of the ensemble's validation confidences
+    assert np.isclose(val_p.max(axis=1), ensemble.rejection_threshold, rtol=0, atol=1e-6).any()
 
     images = _new_images(tmp_path / "new")
     params = f"predict_images={images},predict_model=ensemble"
