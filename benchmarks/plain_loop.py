@@ -42,7 +42,7 @@ several invocations may share one ``--out``, e.g. baselines and variants in two 
 and the table (mean ± std over seeds; differences to the plain loop paired by seed) is
 printed at the end and written to ``<out>/table.md``. Torch runs on ``--threads`` threads (1
 by default: on a busy 2-core machine two threads ran 3-5x slower than one). Measured figures:
-docs/_plain_loop_results.md.
+docs/results.md ("Our defaults against a plain loop").
 """
 
 from __future__ import annotations
