@@ -135,3 +135,25 @@ def test_paper_runs_pad_white_sets_with_white_and_dark_sets_with_black(params, c
     assert white.shape == dark.shape == (256, 256, 3)
     assert (white[:60] == 255).all() and (white[-60:] == 255).all()
     assert (dark[:60] == 0).all() and (dark[-60:] == 0).all()
+
+
+def test_paper_stage_one_is_a_full_pass_recipe_for_training_from_scratch(params):
+    """Catches in-domain pre-training left on the fine-tuning budget (120 x 100 updates of
+    16 images: ~6 % of one pass over WHOI) or with fine-tuning's learning rates."""
+    from plankton_kedro.engine.modelling.schedule import updates_per_epoch
+
+    stage_one = TrainingParams(**params["training"]).overridden(
+        StageParams(**params["pretraining"]).training
+    )
+    # an epoch is a full pass: every image of a 2.3 M-image train split, once
+    assert updates_per_epoch(2_312_000, stage_one) == 2_312_000 // 32
+    assert (stage_one.min_epochs, stage_one.max_epochs) == (30, 90)  # torchvision: 90 epochs
+    assert stage_one.lr.backbone_from_scratch == 0.1  # torchvision: 0.1 for 256 per update
+    assert stage_one.weight_decay == 1e-4  # torchvision's ResNet-50 reference
+    fine_tuning = TrainingParams(**params["training"]).overridden(
+        StageParams(**params["fine_tuning"]).training
+    )
+    assert updates_per_epoch(2_312_000, fine_tuning) == 100  # stage 2 keeps the paper's cap
+    # the paper's code: 20 % test, then 15 % of the rest for validation
+    split = params["ingestion"]["split"]
+    assert (split["train"], split["val"], split["test"]) == (0.68, 0.12, 0.2)
