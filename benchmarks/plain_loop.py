@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import statistics
 import tempfile
@@ -81,6 +80,7 @@ from plankton_kedro.engine.modelling.data import CachedImages
 from plankton_kedro.engine.modelling.inference import predict
 from plankton_kedro.engine.modelling.model import PlanktonNet, model_normalisation
 from plankton_kedro.engine.modelling.resume import stage_fingerprint
+from plankton_kedro.engine.modelling.schedule import one_cycle_multiplier
 from plankton_kedro.pipelines.ingestion.nodes import scan_collection, split_records
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -287,15 +287,8 @@ def project_settings(
 
 
 def onecycle_multiplier(step: int, num_steps: int, gamma: float, power: float) -> float:
-    """torch's OneCycleLR (cos, pct_start 0.3, div 25, final div 1e4) as a multiple of lr0."""
-    del gamma, power
-    initial, final = 1 / 25, 1 / 25 / 1e4
-    warm_end = 0.3 * num_steps - 1
-    if step <= warm_end:
-        start, end, pct = initial, 1.0, step / warm_end
-    else:
-        start, end, pct = 1.0, final, (step - warm_end) / (num_steps - 1 - warm_end)
-    return end + (start - end) / 2 * (math.cos(math.pi * min(pct, 1.0)) + 1)
+    """The engine's ``one_cycle`` schedule in place of the inverse decay (gamma, power unused)."""
+    return one_cycle_multiplier(step, num_steps)
 
 
 def linear_head_model(name: str, num_classes: int, **kwargs) -> tuple[PlanktonNet, None]:

@@ -18,6 +18,7 @@ from plankton_kedro.engine.modelling.model import build_model
 from plankton_kedro.engine.modelling.schedule import (
     build_optimizer,
     lr_multiplier,
+    schedule_multiplier,
     updates_per_epoch,
 )
 from plankton_kedro.engine.modelling.stages import train_stage
@@ -29,6 +30,39 @@ def test_exponential_step_schedule_values(t, expected):
     assert lr_multiplier(int(t * 1000), 1000, gamma=10, power=0.75) == pytest.approx(
         expected, abs=1e-3
     )
+
+
+def test_one_cycle_schedule_follows_torchs_one_cycle_lr():
+    """Catches a one_cycle shape that drifts from torch's OneCycleLR (warm-up length, cosine
+    phases, final lr): checked against torch itself, step by step."""
+    steps = 200
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=1.0, total_steps=steps, pct_start=0.3, cycle_momentum=False
+    )
+    one_cycle = TrainingParams(scheduler={"kind": "one_cycle"}).scheduler
+    for step in range(steps):
+        expected = optimizer.param_groups[0]["lr"]
+        assert schedule_multiplier(one_cycle, step, steps) == pytest.approx(expected, abs=1e-6)
+        optimizer.step()
+        reference.step()
+    default = TrainingParams().scheduler
+    assert schedule_multiplier(default, steps, steps) == pytest.approx(0.166, abs=1e-3)
+
+
+# the lr of the last update (19 of 20): (1 + 10 * 19/20) ** -0.75 = 0.1714; one_cycle ends near 0
+@pytest.mark.parametrize(("kind", "last"), [("one_cycle", 0.0), ("inverse_decay", 0.1714)])
+def test_the_optimiser_follows_the_configured_schedule(kind, last):
+    """Catches ``training.scheduler.kind`` ignored by the training loop's optimiser."""
+    from plankton_kedro.engine.modelling.schedule import RecipeSchedule
+
+    net, _ = build_model("test_resnet", num_classes=3)
+    training = TrainingParams(max_epochs=2, lr={"classifier": 0.1}, scheduler={"kind": kind})
+    schedule = RecipeSchedule(net, training, backbone_pretrained=True, updates_per_epoch=10)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for _ in range(20):
+        schedule.step(scaler)
+    assert schedule.learning_rate("classifier") / 0.1 == pytest.approx(last, abs=2e-3)
 
 
 def test_part_with_zero_learning_rate_is_frozen():

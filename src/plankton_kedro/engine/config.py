@@ -118,10 +118,19 @@ class LearningRates(_Strict):
 
 
 class SchedulerParams(_Strict):
-    """``lr = lr0 * (1 + gamma * i / num_steps) ** -power``, stepped per optimiser update."""
+    """The learning-rate multiplier, stepped per optimiser update over ``num_steps``.
 
+    ``inverse_decay`` (the paper's, for fine-tuning pretrained backbones):
+    ``(1 + gamma * i / num_steps) ** -power``, which still is 1/6 of lr0 at the end.
+    ``one_cycle`` (torch's OneCycleLR shape): cosine warm-up from lr0/25 over
+    ``warmup_fraction`` of the updates, then cosine down to lr0/25e4; better for training from
+    scratch (docs/results.md), with ``min_epochs`` covering most of the run.
+    """
+
+    kind: Literal["inverse_decay", "one_cycle"] = "inverse_decay"
     gamma: float = Field(10.0, ge=0)
     power: float = Field(0.75, ge=0)
+    warmup_fraction: float = Field(0.3, gt=0, lt=1)
 
 
 class WarmupParams(_Strict):

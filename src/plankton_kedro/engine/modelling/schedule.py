@@ -9,11 +9,12 @@ per optimiser update.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from plankton_kedro.engine.config import TrainingParams, WarmupParams
+from plankton_kedro.engine.config import SchedulerParams, TrainingParams, WarmupParams
 
 from .model import PlanktonNet
 
@@ -33,7 +34,7 @@ class RecipeSchedule:
     ):
         self.optimizer = build_optimizer(model, training, backbone_pretrained=backbone_pretrained)
         self.warmup = training.warmup
-        self.gamma, self.power = training.scheduler.gamma, training.scheduler.power
+        self.scheduler = training.scheduler
         self.num_steps = training.max_epochs * updates_per_epoch
         self.main_updates = 0
         self.phase = "main"
@@ -51,7 +52,7 @@ class RecipeSchedule:
 
     def step(self, scaler: torch.amp.GradScaler) -> None:
         """One optimiser update at this point of the schedule, then clear the gradients."""
-        multiplier = lr_multiplier(self.main_updates, self.num_steps, self.gamma, self.power)
+        multiplier = schedule_multiplier(self.scheduler, self.main_updates, self.num_steps)
         set_learning_rates(self.optimizer, self.phase, multiplier, self.warmup)
         scaler.step(self.optimizer)
         scaler.update()
@@ -103,6 +104,25 @@ def build_optimizer(
         nesterov=training.nesterov and training.momentum > 0,
         weight_decay=training.weight_decay,
     )
+
+
+def schedule_multiplier(scheduler: SchedulerParams, step: int, num_steps: int) -> float:
+    """The multiple of lr0 at main-phase update ``step`` of ``num_steps``."""
+    if scheduler.kind == "one_cycle":
+        return one_cycle_multiplier(step, num_steps, scheduler.warmup_fraction)
+    return lr_multiplier(step, num_steps, scheduler.gamma, scheduler.power)
+
+
+def one_cycle_multiplier(step: int, num_steps: int, warmup_fraction: float = 0.3) -> float:
+    """torch's OneCycleLR shape (cosine, div 25, final div 1e4) as a multiple of lr0."""
+    initial, final = 1 / 25, 1 / 25 / 1e4
+    warm_end = max(warmup_fraction * num_steps - 1, 1.0)
+    if step <= warm_end:
+        start, end, progress = initial, 1.0, step / warm_end
+    else:
+        start, end = 1.0, final
+        progress = (step - warm_end) / max(num_steps - 1 - warm_end, 1.0)
+    return end + (start - end) / 2 * (math.cos(math.pi * min(progress, 1.0)) + 1)
 
 
 def lr_multiplier(step: int, num_steps: int, gamma: float, power: float) -> float:
