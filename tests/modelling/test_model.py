@@ -215,3 +215,18 @@ def test_checkpoint_round_trip_rebuilds_the_same_network(name):
     x = torch.rand(2, 3, 32, 32)
     net.eval(), rebuilt.eval()
     assert torch.allclose(net(x)[2], rebuilt(x)[2])
+
+
+def test_a_seeded_random_backbone_is_the_same_on_every_run_and_leaves_the_global_rng():
+    """Catches the out_of_domain probe on `pretrained: none` drawing new random features on
+    every run (its scores changed between two identical runs) or reseeding the caller's RNG."""
+    torch.manual_seed(0)
+    untouched = torch.rand(1)
+    torch.manual_seed(0)
+    first, _ = build_model("test_resnet", 2, seed=3, image_size=32)
+    assert torch.equal(torch.rand(1), untouched)  # the global stream did not move
+    again, _ = build_model("test_resnet", 2, seed=3, image_size=32)
+    other, _ = build_model("test_resnet", 2, seed=4, image_size=32)
+    weights = [list(net.backbone.parameters()) for net in (first, again, other)]
+    assert all(torch.equal(a, b) for a, b in zip(weights[0], weights[1], strict=True))
+    assert not all(torch.equal(a, c) for a, c in zip(weights[0], weights[2], strict=True))

@@ -76,6 +76,7 @@ def build_model(
     pretrained: str = "none",
     bottleneck_dim: int = 512,
     image_size: int | None = None,
+    seed: int | None = None,
 ) -> tuple[PlanktonNet, str | None]:
     """Build ``PlanktonNet`` on timm backbone ``name``; return it and the weights' identity.
 
@@ -85,9 +86,19 @@ def build_model(
     ``image_size`` is the crop side the network will see (``data.image_size``; default: the
     model's own input size): the bottleneck is sized by a forward pass at that size, so a
     model that rejects it (a ViT or Swin at another size) fails here with a
-    :class:`ModelConfigError`, not in the first training step.
+    :class:`ModelConfigError`, not in the first training step. ``seed``: draw the random
+    weights from this seed without touching the global random state (default: the global one).
     """
     check_model_name(name)
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return _build_model(name, num_classes, pretrained, bottleneck_dim, image_size)
+
+
+def _build_model(
+    name: str, num_classes: int, pretrained: str, bottleneck_dim: int, image_size: int | None
+) -> tuple[PlanktonNet, str | None]:
     if pretrained == "none":
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
         source = None

@@ -123,7 +123,12 @@ def extract_pretrained_probe_features(
         return _no_probe_features()
     settings = run.model_params(model)
     net, weights = model_builder.build_model(
-        settings.name, 1, pretrained=settings.pretrained, bottleneck_dim=settings.bottleneck_dim
+        settings.name,
+        1,
+        pretrained=settings.pretrained,
+        bottleneck_dim=settings.bottleneck_dim,
+        image_size=data.image_size,
+        seed=evaluation.feature_classifiers.seed,  # random weights: the same on every run
     )
     return inference.frozen_backbone_features(
         net,
