@@ -68,7 +68,7 @@ def test_fine_tuning_uses_the_papers_optimisation_recipe(fine_tuning):
     assert (t.lr.backbone, t.lr.bottleneck, t.lr.classifier) == (1e-3, 1e-2, 1e-2)
     # DESIGN 5, "Scheduler per optimiser update: lr = lr0 * (1 + gamma * i / num_steps) ** -power,
     # gamma 10, power 0.75"
-    assert (t.scheduler.gamma, t.scheduler.power) == (10, 0.75)
+    assert (t.scheduler.kind, t.scheduler.gamma, t.scheduler.power) == ("inverse_decay", 10, 0.75)
     # DESIGN 5, "Optional two-step warm-up: ... (2) backbone 1e-5" (optional: off unless set)
     assert t.warmup.backbone_lr == 1e-5
     # DESIGN 5, "Batch 8 per GPU x gradient accumulation 2; mixed precision"
@@ -150,6 +150,8 @@ def test_paper_stage_one_is_a_full_pass_recipe_for_training_from_scratch(params)
     assert (stage_one.min_epochs, stage_one.max_epochs) == (30, 90)  # torchvision: 90 epochs
     assert stage_one.lr.backbone_from_scratch == 0.1  # torchvision: 0.1 for 256 per update
     assert stage_one.weight_decay == 1e-4  # torchvision's ResNet-50 reference
+    # a schedule that anneals (torchvision: lr / 1000 at the end), not fine-tuning's decay
+    assert stage_one.scheduler.kind == "one_cycle"
     fine_tuning = TrainingParams(**params["training"]).overridden(
         StageParams(**params["fine_tuning"]).training
     )

@@ -43,22 +43,32 @@ def test_one_cycle_schedule_follows_torchs_one_cycle_lr():
     one_cycle = TrainingParams(scheduler={"kind": "one_cycle"}).scheduler
     for step in range(steps):
         expected = optimizer.param_groups[0]["lr"]
-        assert schedule_multiplier(one_cycle, step, steps) == pytest.approx(expected, abs=1e-6)
+        got = schedule_multiplier("one_cycle", one_cycle, step, steps)
+        assert got == pytest.approx(expected, abs=1e-6)
         optimizer.step()
         reference.step()
-    default = TrainingParams().scheduler
-    assert schedule_multiplier(default, steps, steps) == pytest.approx(0.166, abs=1e-3)
+    paper = TrainingParams().scheduler
+    assert schedule_multiplier("inverse_decay", paper, steps, steps) == pytest.approx(0.166, abs=1e-3)
 
 
 # the lr of the last update (19 of 20): (1 + 10 * 19/20) ** -0.75 = 0.1714; one_cycle ends near 0
-@pytest.mark.parametrize(("kind", "last"), [("one_cycle", 0.0), ("inverse_decay", 0.1714)])
-def test_the_optimiser_follows_the_configured_schedule(kind, last):
-    """Catches ``training.scheduler.kind`` ignored by the training loop's optimiser."""
+@pytest.mark.parametrize(
+    ("kind", "pretrained", "last"),
+    [
+        ("one_cycle", True, 0.0),
+        ("inverse_decay", False, 0.1714),
+        ("auto", False, 0.0),  # from random weights: OneCycle
+        ("auto", True, 0.1714),  # fine-tuning pretrained weights: the paper's inverse decay
+    ],
+)
+def test_the_optimiser_follows_the_configured_schedule(kind, pretrained, last):
+    """Catches ``training.scheduler.kind`` ignored by the training loop's optimiser, and
+    ``auto`` resolved the wrong way round (OneCycle for fine-tuning, or never)."""
     from plankton_kedro.engine.modelling.schedule import RecipeSchedule
 
     net, _ = build_model("test_resnet", num_classes=3)
     training = TrainingParams(max_epochs=2, lr={"classifier": 0.1}, scheduler={"kind": kind})
-    schedule = RecipeSchedule(net, training, backbone_pretrained=True, updates_per_epoch=10)
+    schedule = RecipeSchedule(net, training, backbone_pretrained=pretrained, updates_per_epoch=10)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     for _ in range(20):
         schedule.step(scaler)
@@ -236,12 +246,25 @@ def test_temperature_and_unknown_threshold_are_fitted_on_validation_only():
     assert refitted["rejection_threshold"] != calibration["rejection_threshold"]
 
 
-def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path):
+# patience counts from min_epochs (2); under OneCycle not before 80 % of max_epochs (24 of 30)
+@pytest.mark.parametrize(("kind", "counts_from"), [("inverse_decay", 2), ("one_cycle", 24)])
+def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path, kind, counts_from):
+    """Catches patience counted before min_epochs, and OneCycle runs stopped during their
+    high-lr phase (a run stopped at epoch 11 of 18 lost 37 points, docs/results.md)."""
     frozen = {"classifier": 0.0, "bottleneck": 0.0, "backbone_from_scratch": 1e-12}
-    checkpoint = _train(tiny_cache, tmp_path, max_epochs=30, min_epochs=2, patience=1, lr=frozen)
+    checkpoint = _train(
+        tiny_cache,
+        tmp_path,
+        max_epochs=30,
+        min_epochs=2,
+        patience=1,
+        lr=frozen,
+        scheduler={"kind": kind},
+    )
     assert checkpoint.history.stopped_early
-    # no real learning: the best epoch is early, then one epoch past min_epochs without gain
-    assert len(checkpoint.history.epochs) == max(3, checkpoint.history.best_epoch + 1)
+    # no real learning: the best epoch is early, then one epoch past counts_from without gain
+    best = checkpoint.history.best_epoch
+    assert len(checkpoint.history.epochs) == max(counts_from + 1, best + 1)
 
 
 def test_cache_of_another_size_is_refused(tiny_cache, tmp_path):

@@ -28,7 +28,7 @@ from .loop import evaluate, train_one_epoch, wrap_for_training
 from .model import PlanktonNet
 from .resume import TrainingStateStore
 from .runtime import autocast, resolve_device, resolve_precision
-from .schedule import PHASE_LABELS, RecipeSchedule, updates_per_epoch
+from .schedule import PHASE_LABELS, RecipeSchedule, early_stopping_from, updates_per_epoch
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,17 @@ def fit(
         backbone_pretrained=backbone_pretrained,
         updates_per_epoch=steps_per_epoch,
     )
+    patience_from = early_stopping_from(training, schedule.kind)
+    if layout.is_main:
+        logger.info(
+            "%straining on %s, %s, %d torch thread(s); lr schedule %s, early stopping after epoch %d",
+            log_prefix,
+            device,
+            precision,
+            torch.get_num_threads(),
+            schedule.kind,
+            patience_from,
+        )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=training.label_smoothing)
     mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
@@ -168,7 +179,7 @@ def fit(
                     k: v.detach().cpu().clone() for k, v in model.state_dict().items()
                 }
                 progress.evaluations_without_improvement = 0
-            elif main_epoch > training.min_epochs:
+            elif main_epoch > patience_from:
                 progress.evaluations_without_improvement += 1
         progress.history.append(entry)
         progress.epoch = epoch
@@ -176,7 +187,7 @@ def fit(
             _log_epoch(log_prefix, entry, training, progress, total_epochs, started, first_epoch)
         stop = (
             evaluating
-            and main_epoch >= training.min_epochs
+            and main_epoch >= patience_from
             and progress.evaluations_without_improvement >= training.patience
         )
         complete = stop or epoch == total_epochs
@@ -187,7 +198,7 @@ def fit(
                 "%sstopping early: %d evaluations without improvement after epoch %d",
                 log_prefix,
                 progress.evaluations_without_improvement,
-                training.min_epochs,
+                patience_from,
             )
             break
     return TrainResult(

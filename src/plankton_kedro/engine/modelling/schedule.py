@@ -3,8 +3,8 @@ with a resumable run (``state_dict`` / ``load_state_dict``, as torch's scheduler
 
 SGD (Nesterov) with one parameter group per part of the network (backbone, bottleneck,
 classifier; a part at lr 0 is frozen), an optional two-step warm-up (backbone frozen, then at a
-low rate) and, in the main phase, ``lr = lr0 * (1 + gamma * i / num_steps) ** -power`` stepped
-per optimiser update.
+low rate) and, in the main phase, a multiple of lr0 stepped per optimiser update: the paper's
+inverse decay ``(1 + gamma * i / num_steps) ** -power`` or torch's OneCycle shape.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class RecipeSchedule:
         self.optimizer = build_optimizer(model, training, backbone_pretrained=backbone_pretrained)
         self.warmup = training.warmup
         self.scheduler = training.scheduler
+        self.kind = scheduler_kind(training.scheduler, backbone_pretrained=backbone_pretrained)
         self.num_steps = training.max_epochs * updates_per_epoch
         self.main_updates = 0
         self.phase = "main"
@@ -52,7 +53,9 @@ class RecipeSchedule:
 
     def step(self, scaler: torch.amp.GradScaler) -> None:
         """One optimiser update at this point of the schedule, then clear the gradients."""
-        multiplier = schedule_multiplier(self.scheduler, self.main_updates, self.num_steps)
+        multiplier = schedule_multiplier(
+            self.kind, self.scheduler, self.main_updates, self.num_steps
+        )
         set_learning_rates(self.optimizer, self.phase, multiplier, self.warmup)
         scaler.step(self.optimizer)
         scaler.update()
@@ -106,9 +109,30 @@ def build_optimizer(
     )
 
 
-def schedule_multiplier(scheduler: SchedulerParams, step: int, num_steps: int) -> float:
+def scheduler_kind(scheduler: SchedulerParams, *, backbone_pretrained: bool) -> str:
+    """``one_cycle`` or ``inverse_decay``; ``auto`` picks OneCycle for a backbone trained from
+    random weights (measured better, docs/results.md) and the paper's inverse decay for
+    fine-tuning pretrained weights."""
+    if scheduler.kind != "auto":
+        return scheduler.kind
+    return "inverse_decay" if backbone_pretrained else "one_cycle"
+
+
+ONE_CYCLE_EARLY_STOP_FROM = 0.8
+
+
+def early_stopping_from(training: TrainingParams, kind: str) -> int:
+    """The main-phase epoch after which patience counts: ``min_epochs``, and under OneCycle
+    not before 80 % of ``max_epochs`` (earlier, its lr is high and validation scores are low
+    by design: one run stopped at epoch 11 of 18 lost 37 points, docs/results.md)."""
+    if kind == "one_cycle":
+        return max(training.min_epochs, math.ceil(ONE_CYCLE_EARLY_STOP_FROM * training.max_epochs))
+    return training.min_epochs
+
+
+def schedule_multiplier(kind: str, scheduler: SchedulerParams, step: int, num_steps: int) -> float:
     """The multiple of lr0 at main-phase update ``step`` of ``num_steps``."""
-    if scheduler.kind == "one_cycle":
+    if kind == "one_cycle":
         return one_cycle_multiplier(step, num_steps, scheduler.warmup_fraction)
     return lr_multiplier(step, num_steps, scheduler.gamma, scheduler.power)
 
