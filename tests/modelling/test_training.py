@@ -48,7 +48,8 @@ def test_one_cycle_schedule_follows_torchs_one_cycle_lr():
         optimizer.step()
         reference.step()
     paper = TrainingParams().scheduler
-    assert schedule_multiplier("inverse_decay", paper, steps, steps) == pytest.approx(0.166, abs=1e-3)
+    final = schedule_multiplier("inverse_decay", paper, steps, steps)
+    assert final == pytest.approx(0.166, abs=1e-3)
 
 
 # the lr of the last update (19 of 20): (1 + 10 * 19/20) ** -0.75 = 0.1714; one_cycle ends near 0
@@ -265,6 +266,16 @@ def test_early_stopping_counts_patience_after_min_epochs(tiny_cache, tmp_path, k
     # no real learning: the best epoch is early, then one epoch past counts_from without gain
     best = checkpoint.history.best_epoch
     assert len(checkpoint.history.epochs) == max(counts_from + 1, best + 1)
+
+
+def test_checkpoint_records_where_and_how_it_was_trained(tiny_cache, tmp_path):
+    """Catches the runtime record (device, precision, threads, resolved schedule) missing from
+    the checkpoint, or ``auto`` not resolved to OneCycle for a backbone from random weights."""
+    runtime = _train(tiny_cache, tmp_path, precision="fp32").history.runtime
+    assert runtime["device"] == "cpu" and runtime["precision"] == "fp32"
+    assert (runtime["world_size"], runtime["torch_threads"]) == (1, 1)  # conftest: 1 thread
+    # max_epochs 3: early stopping from ceil(0.8 * 3) = 3 under OneCycle
+    assert (runtime["lr_schedule"], runtime["early_stopping_from_epoch"]) == ("one_cycle", 3)
 
 
 def test_cache_of_another_size_is_refused(tiny_cache, tmp_path):

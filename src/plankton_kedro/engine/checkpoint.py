@@ -63,6 +63,7 @@ class History:
     initial_weights: str | None = None
     pretrained_weights: str | None = None  # the outside weights it descends from
     settings: dict[str, Any] = field(default_factory=dict)
+    runtime: dict[str, Any] = field(default_factory=dict)  # device, precision, processes, threads
 
 
 @dataclass

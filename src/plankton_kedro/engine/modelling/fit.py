@@ -44,6 +44,7 @@ class TrainResult:
     updates_per_epoch: int = 0
     stopped_early: bool = False
     resumed_from_epoch: int | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,15 +92,20 @@ def fit(
         updates_per_epoch=steps_per_epoch,
     )
     patience_from = early_stopping_from(training, schedule.kind)
+    runtime = {
+        "device": str(device),
+        "precision": precision,
+        "world_size": layout.world_size,
+        "torch_threads": torch.get_num_threads(),
+        "lr_schedule": schedule.kind,
+        "early_stopping_from_epoch": patience_from,
+    }
     if layout.is_main:
         logger.info(
-            "%straining on %s, %s, %d torch thread(s); lr schedule %s, early stopping after epoch %d",
+            "%straining on %s, %s, %d process(es), %d torch thread(s) each; lr schedule %s, "
+            "early stopping after epoch %d",
             log_prefix,
-            device,
-            precision,
-            torch.get_num_threads(),
-            schedule.kind,
-            patience_from,
+            *runtime.values(),
         )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=training.label_smoothing)
@@ -209,6 +215,7 @@ def fit(
         updates_per_epoch=steps_per_epoch,
         stopped_early=progress.epoch < total_epochs,
         resumed_from_epoch=resumed_from,
+        runtime=runtime,
     )
 
 

@@ -176,6 +176,7 @@ def train_stage(
             stopped_early=result.stopped_early,
             resumed_from_epoch=result.resumed_from_epoch,
             updates_per_epoch=result.updates_per_epoch,
+            runtime=result.runtime,
             initial_weights=weights,
             pretrained_weights=_pretrained_weights(backbone_init, weights, init_checkpoint),
             settings={
