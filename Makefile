@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export KEDRO_DISABLE_TELEMETRY := true
 
-.PHONY: setup demo test lint demo-data clean-outputs
+.PHONY: setup demo test lint demo-data clean-outputs mlflow-ui
 
 setup: $(STAMP)
 
@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/kedro run --pipeline=two_stage
+	$(BIN)/kedro run --pipelines=two_stage
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Browse the tracked runs (MLflow's UI on http://127.0.0.1:5000, local store in mlruns/).
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --port 5000
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -139,6 +139,40 @@ def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
     )
     assert report["images"] == 1200 and report["skipped_count"] == 0
     assert "Run summary" in result.stdout and "two_stage: accuracy" in result.stdout
+    assert_tracked_in_mlflow(project, result.stdout, metrics)
+
+
+def assert_tracked_in_mlflow(project: Path, output: str, metrics: dict) -> None:
+    """The run's MLflow record, read with MLflow's client: catches a run not closed, test
+    metrics that are not the saved ones, stage curves missing, versions not pointing at the
+    files of this run, and the closing line not naming the run."""
+    from mlflow import MlflowClient
+
+    from plankton_kedro.tracking import local_store_uri
+
+    client = MlflowClient(local_store_uri(project))
+    experiment = client.get_experiment_by_name("plankton-kedro")
+    runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FINISHED"
+    assert f"MLflow run {parent.info.run_id} (finished)" in output.strip().splitlines()[-1]
+    assert parent.data.metrics["two_stage/test_accuracy"] == metrics["accuracy"]
+    version = metrics["checkpoint_version"]
+    tag = parent.data.tags["catalog.two_stage.target_model"]
+    assert tag == f"data/06_models/two_stage/target_model.pt @ {version}"
+    stages = {
+        r.info.run_name: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert set(stages) == {"two_stage/pretraining", "two_stage/fine_tuning"}
+    model = latest_checkpoint(project, "data/06_models/two_stage/target_model.pt")
+    curve = client.get_metric_history(stages["two_stage/fine_tuning"].info.run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in curve) == [
+        (e["epoch"], e["train_loss"]) for e in model.history.epochs
+    ]
+    figures = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert "figures/two_stage.confusion_matrix.png" in figures
 
 
 def test_plural_pipelines_option_runs_the_other_routes(project):
@@ -174,6 +208,20 @@ def test_ingestion_lists_every_bad_file_with_its_reason(project, tmp_path):
     }
     assert report["empty_classes"] == ["empty_class"]
     assert report["images"] == 12
+
+
+def test_tracking_switched_off_writes_no_store_and_a_dead_server_stops_the_run(tmp_path):
+    """Catches ``tracking.enabled=false`` ignored, and a mistyped server found only after
+    training (or as a traceback)."""
+    project = _copy_project(tmp_path)
+    off = kedro(project, "--pipelines=in_domain", "--params", f"{SMALLEST},tracking.enabled=false")
+    assert off.returncode == 0, off.stdout[-3000:] + off.stderr[-3000:]
+    assert not (project / "mlruns").exists() and "MLflow" not in off.stdout
+    dead = kedro(project, "--params", "tracking.tracking_uri=http://127.0.0.1:9")
+    assert dead.returncode == 1
+    assert "Running node" not in dead.stdout and "Traceback" not in dead.stdout + dead.stderr
+    (error,) = [line for line in dead.stderr.splitlines() if line.startswith("Error:")]
+    assert "http://127.0.0.1:9 cannot be used" in error
 
 
 def test_a_bad_parameter_fails_before_the_run_with_a_readable_message(project):

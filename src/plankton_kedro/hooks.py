@@ -1,4 +1,5 @@
-"""Run hooks: fail fast on unavailable weights, one line for a user's error, a run summary.
+"""Run hooks: fail fast on unavailable weights, one line for a user's error, a run summary,
+MLflow tracking.
 
 Imported by every ``kedro`` command (through ``settings.py``), so nothing heavy at module
 level: the weights check imports timm only when a run needs ImageNet weights.
@@ -16,6 +17,7 @@ from kedro.framework.hooks import hook_impl
 from plankton_kedro.engine.errors import PlanktonUserError
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG
 from plankton_kedro.run_summary import SavedOutput, light, summary_lines
+from plankton_kedro.tracking import MlflowRun, TrackingParams
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +89,88 @@ class RunSummaryHooks:
         logger.info("\n".join(lines))
 
     def _config(self, dataset_name: str) -> dict[str, Any]:
-        """The catalog configuration of a saved entry (empty for undeclared in-memory ones)."""
+        return _catalog_config(self._catalog, dataset_name)
+
+
+class TrackingHooks:
+    """One MLflow run per ``kedro run`` (``tracking`` parameters; on by default, a SQLite
+    store in the project): parameters, catalog versions, per-stage learning curves, test
+    metrics, figures. Registered first, so its closing line comes after the run summary."""
+
+    def __init__(self) -> None:
+        self._run: MlflowRun | None = None
+        self._catalog = None
+        self._version = ""
+        self._project = Path.cwd()
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], catalog) -> None:
+        self._run, self._catalog = None, catalog
+        settings = TrackingParams(**(catalog.load("parameters").get("tracking") or {}))
+        if not settings.enabled:
+            return
+        project = Path(run_params.get("project_path") or Path.cwd())
+        pipelines = run_params.get("pipeline_names") or ["__default__"]
+        self._project = project.resolve()
+        self._version = run_params.get("run_id") or ""
         try:
-            return self._catalog.config_resolver.resolve_pattern(dataset_name) or {}
-        except Exception:  # noqa: BLE001 - a summary must never fail a finished run
-            return {}
+            run = MlflowRun(settings, project)
+            run.start(
+                run_name="+".join(pipelines),
+                tags={
+                    "kedro.pipelines": ",".join(pipelines),
+                    "kedro.env": str(run_params.get("env") or "local"),
+                    "kedro.save_version": self._version,
+                    "kedro.session_id": str(run_params.get("session_id") or ""),
+                },
+                parameters=catalog.load("parameters"),
+            )
+        except PlanktonUserError as exc:
+            raise click.ClickException(str(exc)) from None
+        self._run = run
+        logger.info("MLflow run %s started (%s)", run.run_id, run.uri)
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
+        if self._run is None:
+            return
+        filepath = _catalog_config(self._catalog, dataset_name).get("filepath")
+        if filepath and Path(filepath).is_relative_to(self._project):
+            filepath = Path(filepath).relative_to(self._project).as_posix()
+        try:
+            self._run.saved(dataset_name, data, filepath, self._version)
+        except Exception as exc:  # noqa: BLE001 - tracking must not fail the training
+            logger.warning("MLflow: %s not logged (%s: %s)", dataset_name, type(exc).__name__, exc)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._finish("FINISHED")
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._finish("FAILED")
+
+    def _finish(self, status: str) -> None:
+        if self._run is None:
+            return
+        run, self._run = self._run, None
+        try:
+            run.end(status)
+        except Exception as exc:  # noqa: BLE001 - the run's outputs are saved either way
+            logger.warning("MLflow run %s not closed (%s)", run.run_id, exc)
+            return
+        logger.info(
+            "MLflow run %s (%s) in experiment %s; browse: %s",
+            run.run_id,
+            status.lower(),
+            run.experiment_id,
+            run.ui_command(),
+        )
+
+
+def _catalog_config(catalog, dataset_name: str) -> dict[str, Any]:
+    """The catalog configuration of a saved entry (empty for undeclared in-memory ones)."""
+    try:
+        return catalog.config_resolver.resolve_pattern(dataset_name) or {}
+    except Exception:  # noqa: BLE001 - only used to describe an output
+        return {}

@@ -7,7 +7,7 @@ imports) may import torch, timm or scikit-learn at module level.
 import warnings
 
 from plankton_kedro.config_loader import PlanktonConfigLoader
-from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks, UserErrorHooks
+from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks, TrackingHooks, UserErrorHooks
 
 # Kedro 1.7 still calls an OmegaConf API that OmegaConf 2.4 deprecates; the warning is
 # about Kedro's code, not the project's, and repeats on every run.
@@ -15,7 +15,8 @@ warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is depreca
 # The comparison and ensemble nodes read outputs of several route namespaces on purpose.
 warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters")
 
-HOOKS = (PreflightHooks(), UserErrorHooks(), RunSummaryHooks())
+# pluggy calls the last registered first: tracking's closing line follows the run summary
+HOOKS = (TrackingHooks(), PreflightHooks(), UserErrorHooks(), RunSummaryHooks())
 
 # Parameters gain `runs` (each run's route, seed, network); conf/local applies under any --env;
 # unknown --params keys are errors (plankton_kedro.config_loader).
