@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from kedro.pipeline import Node, Pipeline
+from kedro.pipeline import Node, Pipeline, node
 
 from plankton_kedro.engine.config import EnsembleMember
 
 from .build_parameters import build_parameter
 from .routes import ROUTES
+from .training_nodes import plot_learning_curves
 
 RUNS_KEY = "runs"
 SHARED_SETTINGS = ("model", "data", "training")
@@ -70,12 +71,20 @@ def all_runs() -> dict[str, dict[str, Any]]:
 
 
 def stage_of_run(stage: Node, namespace: str, dataset: str, stage_key: str) -> Pipeline:
-    """``stage`` in ``namespace``, reading ``<dataset>_image_cache`` and ``<dataset>_manifest``,
+    """``stage`` and a plot of its learning curves (``<dataset>_learning_curves``) in
+    ``namespace``, reading ``<dataset>_image_cache`` and ``<dataset>_manifest``,
     the shared settings, the collection's ``preprocessing.<dataset>``, the stage's own section
     (``pretraining``/``fine_tuning``) and the run's parameters ``runs.<namespace>`` as
     ``params:run``."""
+    model = stage.outputs[0]
+    curves = node(
+        plot_learning_curves,
+        model,
+        f"{dataset}_learning_curves",
+        name=f"plot_{dataset}_learning_curves",
+    )
     return Pipeline(
-        [stage],
+        [stage, curves],
         namespace=namespace,
         inputs={"image_cache": f"{dataset}_image_cache", "manifest": f"{dataset}_manifest"},
         parameters={

@@ -24,6 +24,7 @@ from plankton_kedro.lazy import lazy_import
 from plankton_kedro.pipelines.routes import ROUTES
 
 stages = lazy_import("plankton_kedro.engine.modelling.stages")
+curves = lazy_import("plankton_kedro.engine.analysis.curves")
 
 
 def train_on_source(
@@ -109,3 +110,8 @@ def _train(
         run_name=run.name,
         preprocessing=CachePreprocessing.from_settings(data.cache_size, preprocessing.model_dump()),
     )
+
+
+def plot_learning_curves(model: Checkpoint):
+    """The stage's train loss, validation score and learning rate per epoch (a figure)."""
+    return curves.learning_curves(model)
