@@ -450,6 +450,20 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     counts = pd.read_csv(latest(project, "data/07_model_output/predictions/class_counts.csv"))
     assert counts["images"].sum() == 30 and counts["label"].iloc[-1] == "unknown"
 
+    # the same model exported: ONNX Runtime and the sidecar label the files as predict did
+    from plankton_kedro.engine.onnx_runtime import OnnxClassifier
+
+    exported = kedro(project, "--pipelines=export")
+    assert exported.returncode == 0, exported.stdout[-3000:] + exported.stderr[-3000:]
+    sidecar = latest_json(project, "data/06_models/export/model.json")
+    assert sidecar["parity"]["max_abs_difference"] < 1e-4
+    onnx_model = latest(project, "data/06_models/export/model.onnx")
+    files = [(p.relative_to(folder).as_posix(), p.read_bytes()) for p in folder.rglob("*.png")]
+    rows, _ = OnnxClassifier(str(onnx_model), sidecar).classify(files)
+    by_path = by_folder.set_index("rel_path")
+    assert len(rows) == 30
+    assert rows["label"].tolist() == by_path.loc[rows["rel_path"], "label"].tolist()
+
     missing = kedro(
         project, "--pipeline=predict", "--params", f"predict_images={folder},predict_model=ensemble"
     )

@@ -4,6 +4,7 @@ from plankton_kedro.datasets.checkpoint import CheckpointDataset
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
 from plankton_kedro.datasets.image_source import ImageSourceDataset
 from plankton_kedro.datasets.manifest import ManifestDataset
+from plankton_kedro.datasets.onnx_model import OnnxModelDataset
 from plankton_kedro.datasets.prediction_model import PredictionModelDataset
 
 __all__ = [
@@ -11,5 +12,6 @@ __all__ = [
     "ImageCacheDataset",
     "ImageSourceDataset",
     "ManifestDataset",
+    "OnnxModelDataset",
     "PredictionModelDataset",
 ]

@@ -317,6 +317,13 @@ class PredictParams(_Strict):
     embeddings: bool = False  # also write the 512-d embeddings (for clustering / search)
 
 
+class ExportParams(_Strict):
+    """ONNX export: the parity check run on every export."""
+
+    parity_images: PositiveInt = 16  # random images classified by torch and ONNX Runtime
+    tolerance: float = Field(1e-4, gt=0)  # largest difference of a probability accepted
+
+
 class DownloadSpec(_Strict):
     """One public data set file: where it lives and the SHA-256 it must have."""
 
