@@ -125,7 +125,7 @@ def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
         metrics["confusion_matrix"] == confusion_matrix(y_true, y_pred, labels=range(10)).tolist()
     )
     # temperature and "unknown" threshold were chosen on the validation split
-    calibration = latest_json(project, "data/06_models/two_stage/calibration.json")
+    calibration = latest_json(project, "data/07_model_output/two_stage/calibration.json")
     assert_chosen_on_validation(
         predicted["val"], calibration["temperature"], calibration["rejection_threshold"]
     )

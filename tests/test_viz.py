@@ -131,6 +131,7 @@ def viz_site(tmp_path_factory) -> Path:
     project = demo_project(tmp_path_factory)
     result = run_kedro(project, "viz", "build", "--include-previews")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (project / "viz_build.log").write_text(result.stdout + result.stderr)
     return project / "build"
 
 
@@ -146,11 +147,12 @@ def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(v
     rendered = {path.name for path in (viz_site / "api" / "pipelines").iterdir()}
     assert rendered == set(pipelines)  # every registered pipeline, __default__ included
     graph = json.loads((viz_site / "api" / "pipelines" / "two_stage").read_text())
-    assert graph["layers"][:2] == ["raw", "intermediate"] and "reporting" in graph["layers"]
+    assert graph["layers"][:2] == ["01_raw", "02_intermediate"] and "08_reporting" in graph["layers"]
     assert {"source", "target", "two_stage"} <= set(graph["modular_pipelines"])
     expected = {
         "two_stage.metrics": "JSONPreview",
         "two_stage.confusion_matrix": "ImagePreview",
+        "two_stage.target_learning_curves": "ImagePreview",
         "two_stage.target_model": "JSONPreview",
         "target_manifest": "TablePreview",
         "target_images": "TablePreview",
@@ -165,6 +167,30 @@ def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(v
     # Scripts and styles are local files: only an optional web font points elsewhere.
     page = (viz_site / "index.html").read_text()
     assert not re.search(r'<script[^>]+src="https?://', page)
+
+
+@pytest.mark.slow
+def test_viz_build_says_once_what_was_never_saved_and_orders_layers_as_the_folders(viz_site):
+    """Catches one warning with a full exception per output of a pipeline not run yet (over
+    a hundred after a demo run), and layers out of the order of the data folders."""
+    output = (viz_site.parent / "viz_build.log").read_text()
+    assert "could not be previewed" not in output
+    assert output.count("kedro-viz: no preview for datasets that were never saved") == 1
+    bootstrap_project(PROJECT_ROOT)
+    with KedroSession.create(project_path=PROJECT_ROOT) as session:
+        catalog = session.load_context().catalog
+        folders = {}  # layer -> data folder number, from every catalog entry with a file
+        for pipeline in pipelines.values():
+            for dataset in pipeline.datasets():
+                config = catalog.config_resolver.resolve_pattern(dataset) or {}
+                found = re.search(r"data/(\d\d)_", str(config.get("filepath", "")))
+                if found and _layer(config):
+                    folders.setdefault(_layer(config), set()).add(int(found.group(1)))
+    assert all(len(numbers) == 1 for numbers in folders.values()), folders
+    for pipeline in ("two_stage", "compare", "predict", "export"):
+        layers = json.loads((viz_site / "api" / "pipelines" / pipeline).read_text())["layers"]
+        numbers = [min(folders[layer]) for layer in layers if layer in folders]
+        assert numbers == sorted(numbers), (pipeline, layers)
 
 
 @pytest.mark.slow

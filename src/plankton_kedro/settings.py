@@ -4,18 +4,26 @@ Imported by every ``kedro`` command, ``kedro --help`` included: nothing here (or
 imports) may import torch, timm or scikit-learn at module level.
 """
 
+import logging
 import warnings
 
 from plankton_kedro.config_loader import PlanktonConfigLoader
 from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks, TrackingHooks, UserErrorHooks
+from plankton_kedro.viz_logging import PREVIEW_LOGGER, UnsavedPreviewSummary
 
 # Kedro 1.7 still calls an OmegaConf API that OmegaConf 2.4 deprecates; the warning is
 # about Kedro's code, not the project's, and repeats on every run.
 warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 # The comparison and ensemble nodes read outputs of several route namespaces on purpose.
 warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters")
+# kedro-viz 12.5 on FastAPI's newest release: about kedro-viz's code, printed by every viz build
+warnings.filterwarnings("ignore", message=r"ORJSONResponse is deprecated")
 
 # pluggy calls the last registered first: tracking's closing line follows the run summary
+# `kedro viz build --include-previews`: one line for the datasets not saved yet, not a full
+# exception each (Kedro's logging.yml may not name filter classes, hence here)
+logging.getLogger(PREVIEW_LOGGER).addFilter(UnsavedPreviewSummary())
+
 HOOKS = (TrackingHooks(), PreflightHooks(), UserErrorHooks(), RunSummaryHooks())
 
 # Parameters gain `runs` (each run's route, seed, network); conf/local applies under any --env;
