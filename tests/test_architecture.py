@@ -13,7 +13,25 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "src" / "plankton_kedro"
-HEAVY = ("torch", "torchvision", "timm", "sklearn", "scipy.signal", "matplotlib.pyplot")
+HEAVY = (
+    "torch",
+    "torchvision",
+    "timm",
+    "sklearn",
+    "scipy.signal",
+    "matplotlib.pyplot",
+    "mlflow",
+    "onnx",
+    "onnxruntime",
+)
+BLOCK_HEAVY = (
+    "import sys\n"
+    "class BlockHeavy:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name.split('.')[0] in ('torch', 'torchvision', 'timm', 'mlflow', 'onnxruntime'):\n"
+    "            raise ImportError(f'{name} is blocked')\n"
+    "sys.meta_path.insert(0, BlockHeavy())\n"
+)
 
 
 def _module_name(path: Path) -> str:
@@ -115,14 +133,7 @@ def test_collection_and_analysis_import_with_torch_blocked():
         for package in ("collection", "analysis")
         for p in (PACKAGE / "engine" / package).glob("*.py")
     )
-    code = (
-        "import sys\n"
-        "class BlockTorch:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'torchvision', 'timm'):\n"
-        "            raise ImportError(f'{name} is blocked')\n"
-        "sys.meta_path.insert(0, BlockTorch())\n" + "".join(f"import {name}\n" for name in modules)
-    )
+    code = BLOCK_HEAVY + "".join(f"import {name}\n" for name in modules)
     loaded = _imports_in_a_fresh_interpreter(code)
     assert set(modules) <= loaded
 
@@ -141,3 +152,20 @@ def test_kedro_commands_start_without_torch_timm_or_scikit_learn():
     )
     loaded = _imports_in_a_fresh_interpreter(code)
     assert sorted(m for m in HEAVY if m in loaded) == []
+
+
+def test_the_settings_every_kedro_command_imports_load_fast_without_heavy_libraries():
+    """Catches a hook or the config loader importing torch, timm, MLflow or ONNX Runtime at
+    module level (each of them blocked here): ``kedro --help`` would take seconds again
+    (~20 s before the project kept them out). The time bound is generous (about 0.5 s on a
+    2-core machine) so that only such an import, not a busy machine, fails it."""
+    code = BLOCK_HEAVY + (
+        "import time\n"
+        "started = time.perf_counter()\n"
+        "import plankton_kedro.settings\n"
+        "print(f'SECONDS {time.perf_counter() - started:.3f}')\n"
+    )
+    loaded = _imports_in_a_fresh_interpreter(code)
+    seconds = float(next(x for x in loaded if x[:1].isdigit() and "." in x))
+    assert "plankton_kedro.settings" in loaded
+    assert seconds < 3.0

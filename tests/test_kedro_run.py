@@ -97,7 +97,7 @@ def assert_chosen_on_validation(val: dict, temperature: float, threshold: float)
 
 def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
     """Catches metrics or calibration that are not those of the saved model on the saved data."""
-    result = kedro(project, "--pipeline=two_stage", "--params", SMALLEST)
+    result = kedro(project, "--pipelines=two_stage", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert {"accuracy", "f1_macro", "f1_micro", "f1_weighted", "balanced_accuracy"} <= set(metrics)
@@ -139,6 +139,7 @@ def test_two_stage_on_the_demo_writes_versioned_model_and_metrics(project):
     )
     assert report["images"] == 1200 and report["skipped_count"] == 0
     assert "Run summary" in result.stdout and "two_stage: accuracy" in result.stdout
+    assert "Warning" not in result.stdout + result.stderr  # e.g. Kedro's deprecations
     assert_tracked_in_mlflow(project, result.stdout, metrics)
 
 
@@ -190,7 +191,7 @@ def test_ingestion_lists_every_bad_file_with_its_reason(project, tmp_path):
     (messy / "empty_class").mkdir()
     result = kedro(
         project,
-        "--pipeline=ingestion",
+        "--pipelines=ingestion",
         "--params",
         f"source_images={messy},target_images={PROJECT_ROOT / 'data/01_raw/demo_target.zip'}",
     )
@@ -214,7 +215,8 @@ def test_tracking_switched_off_writes_no_store_and_a_dead_server_stops_the_run(t
     """Catches ``tracking.enabled=false`` ignored, and a mistyped server found only after
     training (or as a traceback)."""
     project = _copy_project(tmp_path)
-    off = kedro(project, "--pipelines=in_domain", "--params", f"{SMALLEST},tracking.enabled=false")
+    # the singular --pipeline (deprecated by Kedro 1.7, documented nowhere) still works
+    off = kedro(project, "--pipeline=in_domain", "--params", f"{SMALLEST},tracking.enabled=false")
     assert off.returncode == 0, off.stdout[-3000:] + off.stderr[-3000:]
     assert not (project / "mlruns").exists() and "MLflow" not in off.stdout
     dead = kedro(project, "--params", "tracking.tracking_uri=http://127.0.0.1:9")
@@ -225,7 +227,7 @@ def test_tracking_switched_off_writes_no_store_and_a_dead_server_stops_the_run(t
 
 
 def test_a_bad_parameter_fails_before_the_run_with_a_readable_message(project):
-    result = kedro(project, "--pipeline=two_stage", "--params", "training.batch_size=0")
+    result = kedro(project, "--pipelines=two_stage", "--params", "training.batch_size=0")
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Parameter 'training'" in output and "batch_size" in output
@@ -240,7 +242,7 @@ def test_the_demo_as_shipped_learns_the_target(project):
     black-background target reaches 0.70-0.75 depending on the CPU's thread count; a demo
     whose settings stop it learning (learning rates, padding, epochs) lands near chance.
     """
-    result = kedro(project, "--pipeline=two_stage")
+    result = kedro(project, "--pipelines=two_stage")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
     assert metrics["model_name"] == "resnet10t"
@@ -250,7 +252,7 @@ def test_the_demo_as_shipped_learns_the_target(project):
 def test_imagenet_weights_unavailable_stops_the_run_before_any_node(project):
     env_endpoint = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(project / "hf-home")}
     result = kedro(
-        project, "--pipeline=two_stage", "--params", "model.pretrained=imagenet", env=env_endpoint
+        project, "--pipelines=two_stage", "--params", "model.pretrained=imagenet", env=env_endpoint
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -274,7 +276,7 @@ def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
     """SIGTERM during stage 1, same command again: it resumes, and ends with the same
     weights and a complete history, like an uninterrupted run."""
     params = SMALLEST.replace("training.max_epochs=1", "training.max_epochs=6")
-    args = ["--pipeline=two_stage", "--params", params]
+    args = ["--pipelines=two_stage", "--params", params]
     killed = _copy_project(tmp_path / "killed")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
     command = [str(Path(sys.executable).with_name("kedro")), "run", *args]
@@ -306,7 +308,7 @@ def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
     """The multi-node recipe on one machine: ingestion with kedro, stage 1 as two torchrun
     ranks (gloo), stage 2 and evaluation with kedro from the saved stage-1 model."""
     project = _copy_project(tmp_path / "project")
-    assert kedro(project, "--pipeline=ingestion", "--params", SMALLEST).returncode == 0
+    assert kedro(project, "--pipelines=ingestion", "--params", SMALLEST).returncode == 0
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
     torchrun = [
         str(Path(sys.executable).with_name("torchrun")),
@@ -336,7 +338,7 @@ def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
 
 def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_path):
     project = _copy_project(tmp_path / "project")
-    first = kedro(project, "--pipeline=compare", "--params", SMALLEST)
+    first = kedro(project, "--pipelines=compare", "--params", SMALLEST)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = pd.read_csv(latest(project, "data/08_reporting/compare/route_comparison.csv"))
     assert sorted(zip(table["route"], table["seed"], strict=True)) == [
@@ -350,7 +352,7 @@ def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_p
     assert summary["two_stage"]["seeds"] == [1, 2, 42]
     assert latest(project, "data/08_reporting/compare/route_comparison.png").stat().st_size
 
-    again = kedro(project, "--pipeline=compare", "--params", SMALLEST)
+    again = kedro(project, "--pipelines=compare", "--params", SMALLEST)
     assert again.returncode == 0
     assert again.stdout.count("already trained with the same data and settings") == 15
     assert "pretraining epoch 1/1" not in again.stdout
@@ -359,7 +361,7 @@ def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_p
 def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_path):
     """Catches members scored, combined or thresholded on the test split instead of val."""
     project = _copy_project(tmp_path / "project")
-    result = kedro(project, "--pipeline=ensembling", "--params", SMALLEST)
+    result = kedro(project, "--pipelines=ensembling", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = latest_json(project, "data/08_reporting/ensemble/ensemble_report.json")
     assert set(report["members"]) == {"resnet10t_s1", "resnet10t_s2", "resnet14t_ood"}
@@ -405,7 +407,7 @@ def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_pa
 
     images = _new_images(tmp_path / "new")
     params = f"predict_images={images},predict_model=ensemble"
-    predicted = kedro(project, "--pipeline=predict", "--params", params)
+    predicted = kedro(project, "--pipelines=predict", "--params", params)
     assert predicted.returncode == 0, predicted.stdout[-3000:] + predicted.stderr[-3000:]
     report = latest_json(project, "data/08_reporting/predictions/prediction_report.json")
     assert report["model"]["kind"] == "ensemble" and report["images"] == 30
@@ -426,13 +428,13 @@ def _new_images(root: Path) -> Path:
 
 def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(tmp_path):
     project = _copy_project(tmp_path / "project")
-    assert kedro(project, "--pipeline=two_stage", "--params", SMALLEST).returncode == 0
+    assert kedro(project, "--pipelines=two_stage", "--params", SMALLEST).returncode == 0
     folder = _new_images(tmp_path / "new")
     archive = Path(shutil.make_archive(str(tmp_path / "new_images"), "zip", folder))
 
     tables = []
     for source in (folder, archive):
-        result = kedro(project, "--pipeline=predict", "--params", f"predict_images={source}")
+        result = kedro(project, "--pipelines=predict", "--params", f"predict_images={source}")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         tables.append(
             pd.read_csv(latest(project, "data/07_model_output/predictions/predictions.csv"))
@@ -465,7 +467,7 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     assert rows["label"].tolist() == by_path.loc[rows["rel_path"], "label"].tolist()
 
     missing = kedro(
-        project, "--pipeline=predict", "--params", f"predict_images={folder},predict_model=ensemble"
+        project, "--pipelines=predict", "--params", f"predict_images={folder},predict_model=ensemble"
     )
     assert missing.returncode != 0 and "no trained model at" in missing.stdout + missing.stderr
 
@@ -489,7 +491,7 @@ def test_download_pipeline_fetches_verifies_and_fails_clearly_offline(tmp_path):
             f"{entry}.url={url},{entry}.sha256={digest},"
             f"{entry}.destination=data/01_raw/fetched/demo_target.zip"
         )
-        fetched = kedro(project, "--pipeline=download", "--params", params)
+        fetched = kedro(project, "--pipelines=download", "--params", params)
         assert fetched.returncode == 0, fetched.stdout[-3000:] + fetched.stderr[-3000:]
         report = latest_json(project, "data/08_reporting/downloads/download_report.json")
         assert report["demo"]["sha256"] == digest and report["demo"]["verified"]
@@ -499,7 +501,7 @@ def test_download_pipeline_fetches_verifies_and_fails_clearly_offline(tmp_path):
         server.server_close()
     offline = kedro(
         project,
-        "--pipeline=download",
+        "--pipelines=download",
         "--params",
         params.replace("fetched/", "other/"),  # the server is gone: nothing listens there now
     )

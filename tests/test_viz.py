@@ -147,7 +147,9 @@ def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(v
     rendered = {path.name for path in (viz_site / "api" / "pipelines").iterdir()}
     assert rendered == set(pipelines)  # every registered pipeline, __default__ included
     graph = json.loads((viz_site / "api" / "pipelines" / "two_stage").read_text())
-    assert graph["layers"][:2] == ["01_raw", "02_intermediate"] and "08_reporting" in graph["layers"]
+    assert (
+        graph["layers"][:2] == ["01_raw", "02_intermediate"] and "08_reporting" in graph["layers"]
+    )
     assert {"source", "target", "two_stage"} <= set(graph["modular_pipelines"])
     expected = {
         "two_stage.metrics": "JSONPreview",

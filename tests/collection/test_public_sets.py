@@ -217,7 +217,7 @@ def test_predict_crops_the_scale_bar_like_ingestion(tmp_path):
 @pytest.mark.parametrize("env", [[], ["--env", "paper"]], ids=["default", "paper"])
 def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path, env):
     """WHOI yearly archives as source, WHOI-22 as target, from conf/local/catalog.yml exactly as
-    documented: `kedro run --pipeline=ingestion` (and with the paper's recipe, `--env paper`,
+    documented: `kedro run --pipelines=ingestion` (and with the paper's recipe, `--env paper`,
     which must not fall back to the bundled demo) ingests them, with the year column."""
     from tests.test_kedro_run import _copy_project, kedro, latest, latest_json
 
@@ -231,7 +231,7 @@ def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path, env):
     }
     (project / "conf" / "local").mkdir(exist_ok=True)
     (project / "conf" / "local" / "catalog.yml").write_text(yaml.safe_dump(local))
-    result = kedro(project, "--pipeline=ingestion", *env)
+    result = kedro(project, "--pipelines=ingestion", *env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     source = latest_json(project, "data/08_reporting/source/ingestion_report.json")["source"]
     assert "2006.zip" in source["location"] and "2007.zip" in source["location"]
