@@ -169,3 +169,14 @@ def test_the_settings_every_kedro_command_imports_load_fast_without_heavy_librar
     seconds = float(next(x for x in loaded if x[:1].isdigit() and "." in x))
     assert "plankton_kedro.settings" in loaded
     assert seconds < 3.0
+
+
+def test_the_project_sends_no_telemetry_even_without_the_environment_variable(monkeypatch):
+    """Catches the project's opt-out file lost: then a user running ``.venv/bin/kedro``
+    directly (without the Makefile's KEDRO_DISABLE_TELEMETRY) sends usage data, with a 10 s
+    timeout on each command offline."""
+    from kedro_telemetry.plugin import _check_for_telemetry_consent
+
+    for variable in ("KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK", "GITHUB_REPOSITORY_OWNER"):
+        monkeypatch.delenv(variable, raising=False)
+    assert _check_for_telemetry_consent(PROJECT_ROOT) is False
