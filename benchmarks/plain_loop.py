@@ -30,12 +30,12 @@ seeds). Within a seed both recipes share the split, so per-seed differences are 
 across seeds the spread includes which images land in the (small) test split.
 
 ``--ablate`` also runs variants of the project recipe, one change each (see ``VARIANTS``),
-through the same engine; changes that no parameter can express (schedule shape, linear head,
-training on train + val) are made by patching the engine *in this process only*.
+through the same engine; changes that no parameter can express (the linear head, training on
+train + val) are made by patching the engine *in this process only*.
 
-    python benchmarks/plain_loop.py --data /work/shared/data/uvp6_sample.zip \\
+    python benchmarks/plain_loop.py --data data/01_raw/uvp6_sample.zip \\
         --seeds 42 1 2 --out /tmp/plain_loop
-    python benchmarks/plain_loop.py ... --ablate all          # or --ablate onecycle,no_smoothing
+    python benchmarks/plain_loop.py ... --ablate all   # or --ablate inverse_decay,no_smoothing
 
 Results are appended to ``<out>/runs.jsonl`` (a run already there is not repeated, so
 several invocations may share one ``--out``, e.g. baselines and variants in two processes)
@@ -80,7 +80,6 @@ from plankton_kedro.engine.modelling.data import CachedImages
 from plankton_kedro.engine.modelling.inference import predict
 from plankton_kedro.engine.modelling.model import PlanktonNet, model_normalisation
 from plankton_kedro.engine.modelling.resume import stage_fingerprint
-from plankton_kedro.engine.modelling.schedule import one_cycle_multiplier
 from plankton_kedro.pipelines.ingestion.nodes import scan_collection, split_records
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -220,11 +219,14 @@ class Variant:
 
 
 VARIANTS = {
-    "project": Variant("the project's defaults"),
-    "onecycle": Variant(
-        "OneCycle lr shape (torch defaults: 30 % cosine warm-up from lr0/25, cosine to "
-        "lr0/25e4) instead of the inverse decay; momentum stays 0.9 Nesterov",
-        patch="onecycle",
+    "project": Variant(
+        "the project's defaults (from random weights: OneCycle, early stopping from 80 % of "
+        "max_epochs)"
+    ),
+    "inverse_decay": Variant(
+        "the paper's inverse decay lr0 (1 + 10p)^-0.75 with early stopping after min_epochs "
+        "(the default before OneCycle; the 'project' rows of the first measurement)",
+        training={"scheduler": {"kind": "inverse_decay"}},
     ),
     "linear_head": Variant(
         "plain linear head on the backbone features (no bottleneck, no weight norm)",
@@ -235,15 +237,15 @@ VARIANTS = {
         data={"resize_ratio": 1.0},
     ),
     "no_early_stop": Variant(
-        "no early stopping (min_epochs = max_epochs), best epoch on val still selected",
-        training={"min_epochs": "max"},
-        same_unless_stopped="project",
+        "inverse decay without early stopping (min_epochs = max_epochs), best epoch on val "
+        "still selected",
+        training={"scheduler": {"kind": "inverse_decay"}, "min_epochs": "max"},
+        same_unless_stopped="inverse_decay",
     ),
     "onecycle_no_es": Variant(
-        "onecycle without early stopping, best epoch on val still selected",
-        training={"min_epochs": "max"},
-        patch="onecycle",
-        same_unless_stopped="onecycle",
+        "OneCycle without early stopping, best epoch on val still selected",
+        training={"scheduler": {"kind": "one_cycle"}, "min_epochs": "max"},
+        same_unless_stopped="project",
     ),
     "final_model": Variant(
         "no early stopping, no selection: the final model (70 % train)",
@@ -259,16 +261,17 @@ VARIANTS = {
     "lr_0.1": Variant("every lr x2 (0.1)", training={"lr": "x2"}),
     "lr_0.025": Variant("every lr /2 (0.025)", training={"lr": "/2"}),
     "plainlike": Variant(
-        "all of onecycle + linear_head + flips_only + train_val_final + no_smoothing + "
+        "all of OneCycle + linear_head + flips_only + train_val_final + no_smoothing + "
         "no_nesterov: should land on the plain loop",
         training={
+            "scheduler": {"kind": "one_cycle"},
             "min_epochs": "max",
             "eval_every": "max",
             "label_smoothing": 0.0,
             "nesterov": False,
         },
         data={"resize_ratio": 1.0},
-        patch="onecycle+linear_head",
+        patch="linear_head",
         train_on="train+val",
     ),
 }
@@ -286,11 +289,6 @@ def project_settings(
     return model, data, training
 
 
-def onecycle_multiplier(step: int, num_steps: int, gamma: float, power: float) -> float:
-    """The engine's ``one_cycle`` schedule in place of the inverse decay (gamma, power unused)."""
-    return one_cycle_multiplier(step, num_steps)
-
-
 def linear_head_model(name: str, num_classes: int, **kwargs) -> tuple[PlanktonNet, None]:
     """PlanktonNet with the bottleneck removed and a plain linear classifier."""
     backbone = timm.create_model(name, pretrained=False, num_classes=0)
@@ -302,16 +300,13 @@ def linear_head_model(name: str, num_classes: int, **kwargs) -> tuple[PlanktonNe
 
 @contextlib.contextmanager
 def patched(patch: str | None):
-    saved = (schedule_module.lr_multiplier, stages.build_model)
-    parts = [] if patch is None else patch.split("+")
+    saved = stages.build_model
     try:
-        if "onecycle" in parts:
-            schedule_module.lr_multiplier = onecycle_multiplier
-        if "linear_head" in parts:
+        if patch == "linear_head":
             stages.build_model = linear_head_model
         yield
     finally:
-        schedule_module.lr_multiplier, stages.build_model = saved
+        stages.build_model = saved
 
 
 def run_project(

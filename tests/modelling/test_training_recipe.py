@@ -180,7 +180,8 @@ def test_channels_last_gives_the_same_result(tiny_cache, tmp_path):
     plain = _train(tiny_cache, tmp_path / "a", max_epochs=1)
     channels_last = _train(tiny_cache, tmp_path / "b", max_epochs=1, channels_last=True)
     for key, value in plain.state_dict.items():
-        assert torch.allclose(value, channels_last.state_dict[key], atol=1e-4), key
+        # summation order differs: equal up to float32 rounding, relative to the value
+        assert torch.allclose(value, channels_last.state_dict[key], rtol=1e-4, atol=1e-4), key
 
 
 def test_ranks_split_each_global_batch():
