@@ -467,7 +467,10 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     assert rows["label"].tolist() == by_path.loc[rows["rel_path"], "label"].tolist()
 
     missing = kedro(
-        project, "--pipelines=predict", "--params", f"predict_images={folder},predict_model=ensemble"
+        project,
+        "--pipelines=predict",
+        "--params",
+        f"predict_images={folder},predict_model=ensemble",
     )
     assert missing.returncode != 0 and "no trained model at" in missing.stdout + missing.stderr
 

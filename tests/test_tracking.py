@@ -90,6 +90,19 @@ def test_parameters_are_flattened_to_dotted_keys():
     assert flat == {"training.lr.backbone": "0.001", "training.seeds": "[1, 2]", "a": "x"}
 
 
+def test_mlflow_sends_no_usage_telemetry_unless_the_user_opts_in(tmp_path, monkeypatch):
+    """Catches MLflow 3's default usage telemetry left on: a network call the user did not
+    ask for, from every tracked run."""
+    from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY
+
+    monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
+    MlflowRun(TrackingParams(), tmp_path)
+    assert MLFLOW_DISABLE_TELEMETRY.get() is True
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "false")  # the user's choice wins
+    MlflowRun(TrackingParams(), tmp_path)
+    assert MLFLOW_DISABLE_TELEMETRY.get() is False
+
+
 def test_an_unreachable_server_is_one_clear_error(tmp_path):
     """Catches minutes of retries and a raw connection traceback for a mistyped server."""
     settings = TrackingParams(tracking_uri="http://127.0.0.1:9")

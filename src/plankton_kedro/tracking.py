@@ -73,6 +73,9 @@ class MlflowRun:
         # default retries (minutes); a user's own setting wins
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        # MLflow 3 sends usage telemetry unless told not to: nothing leaves the machine unless
+        # the user asks (MLFLOW_DISABLE_TELEMETRY=false opts in)
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from mlflow import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # its store set-up lines
