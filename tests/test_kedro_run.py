@@ -226,6 +226,49 @@ def test_tracking_switched_off_writes_no_store_and_a_dead_server_stops_the_run(t
     assert "http://127.0.0.1:9 cannot be used" in error
 
 
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (
+            "source_images=/nonexistent/plankton.zip",
+            "source_images: /nonexistent/plankton.zip does not exist",
+        ),
+        (
+            "predict_images=data/01_raw/demo_target.zip,predict_model={empty}",
+            "predict_model: {empty} is empty (0 bytes)",
+        ),
+        (
+            "predict_images=data/01_raw/demo_target.zip,predict_model={foreign}",
+            "is not a readable checkpoint: it holds Python objects",
+        ),
+    ],
+    ids=["missing archive", "empty checkpoint", "pickled object"],
+)
+def test_a_bad_file_ends_the_run_with_one_line_and_no_traceback(
+    project, tmp_path, params, expected
+):
+    """Catches a dataset that cannot be read ending in Kedro's 60-line traceback, an empty
+    checkpoint reported with no reason, and torch's advice to load untrusted pickles with
+    ``weights_only=False`` passed on to the user."""
+    empty, foreign = tmp_path / "empty.pt", tmp_path / "foreign.pt"
+    empty.write_bytes(b"")
+    torch.save({"model": zipfile.ZipInfo("x")}, foreign)  # a pickled object, not plain data
+    params = params.format(empty=empty, foreign=foreign)
+    pipeline = "ingestion" if params.startswith("source_images") else "predict"
+    result = kedro(project, f"--pipelines={pipeline}", "--params", params)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert expected.format(empty=empty) in error
+    assert "weights_only" not in result.stdout + result.stderr
+    if pipeline == "ingestion":  # the opt-in brings the traceback back
+        verbose = kedro(
+            project, f"--pipelines={pipeline}", "--params", params,
+            env={"PLANKTON_KEDRO_TRACEBACK": "1"},
+        )  # fmt: skip
+        assert verbose.returncode == 1 and "Traceback" in verbose.stdout + verbose.stderr
+
+
 def test_a_bad_parameter_fails_before_the_run_with_a_readable_message(project):
     result = kedro(project, "--pipelines=two_stage", "--params", "training.batch_size=0")
     assert result.returncode != 0
@@ -465,6 +508,19 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     by_path = by_folder.set_index("rel_path")
     assert len(rows) == 30
     assert rows["label"].tolist() == by_path.loc[rows["rel_path"], "label"].tolist()
+
+    # a folder with no image: one line, exit 1, and no empty table as the newest version
+    empty = tmp_path / "empty_cast"
+    (empty / "station_b").mkdir(parents=True)
+    (empty / "station_b" / "notes.txt").write_text("no images today")
+    versions = sorted((project / "data/07_model_output/predictions/predictions.csv").iterdir())
+    nothing = kedro(project, "--pipelines=predict", "--params", f"predict_images={empty}")
+    assert nothing.returncode == 1 and "Traceback" not in nothing.stdout + nothing.stderr
+    (error,) = [line for line in nothing.stderr.splitlines() if line.startswith("Error:")]
+    assert "no image to classify" in error and "station_b/notes.txt" in error
+    assert sorted((project / "data/07_model_output/predictions/predictions.csv").iterdir()) == (
+        versions
+    )
 
     missing = kedro(
         project,

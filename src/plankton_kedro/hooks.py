@@ -8,6 +8,7 @@ level: the weights check imports timm only when a run needs ImageNet weights.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,39 @@ class PreflightHooks:
             logger.info("ImageNet weights for %s available: %s", model.name, tag)
 
 
+TRACEBACK_ENV = "PLANKTON_KEDRO_TRACEBACK"  # set to 1: full tracebacks for user errors too
+
+
 class UserErrorHooks:
-    """A node failing on bad input or settings (wrong image size, no network, a resume that
-    does not match) ends the run with its message, not a traceback through Kedro's runner."""
+    """A run failing on bad input or settings (wrong image size, no network, a resume that
+    does not match, a missing or unreadable file) ends with one line, ``Error: <node or
+    dataset>: <what is wrong>``, and exit code 1, not a traceback through Kedro's runner.
+    ``PLANKTON_KEDRO_TRACEBACK=1`` keeps the tracebacks. Registered first, so it runs after
+    the other hooks' ``on_pipeline_error`` (tracking closes its run first)."""
 
     @hook_impl
     def on_node_error(self, error: Exception, node) -> None:
-        if isinstance(error, PlanktonUserError):
+        if isinstance(error, PlanktonUserError) and not _tracebacks_wanted():
             raise click.ClickException(f"{node.name}: {error}") from None
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception) -> None:
+        """A dataset that cannot be loaded or saved (Kedro's ``DatasetError``: "<dataset>:
+        <reason>"), or one of our errors raised outside a node."""
+        if isinstance(error, click.ClickException) or _tracebacks_wanted():
+            return
+        from kedro.io import DatasetError
+
+        if isinstance(error, DatasetError | PlanktonUserError):
+            raise click.ClickException(_one_line(str(error))) from None
+
+
+def _tracebacks_wanted() -> bool:
+    return os.environ.get(TRACEBACK_ENV, "").lower() not in ("", "0", "false", "no")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
 class RunSummaryHooks:

@@ -27,10 +27,15 @@ class CheckpointDataset(VersionedFileDataset):
         path = self._load_path()
         with self._fs.open(path, mode="rb") as stream:
             buffer = io.BytesIO(stream.read())
+        if not buffer.getbuffer().nbytes:
+            raise DatasetError(
+                f"{path} is empty (0 bytes): not a checkpoint; choose another version or "
+                "retrain"
+            )
         try:
             data = torch.load(buffer, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DatasetError(f"{path} is not a readable checkpoint: {exc}") from exc
+            raise DatasetError(f"{path} is not a readable checkpoint: {_reason(exc)}") from None
         try:
             checkpoint = load_checkpoint(data, source=path)
         except CheckpointError as exc:
@@ -49,3 +54,16 @@ class CheckpointDataset(VersionedFileDataset):
     def preview(self) -> JSONPreview:
         """kedro-viz: model, classes, image size and best score of the latest version."""
         return checkpoint_preview(self.load())
+
+
+def _reason(exc: Exception) -> str:
+    """Why torch could not read the file, without torch's advice to load it with
+    ``weights_only=False`` (that would run whatever code the file holds)."""
+    text = str(exc)
+    if "weights_only" in text or "Unsupported global" in text:
+        return (
+            "it holds Python objects other than tensors and plain values, which are never "
+            "unpickled here (a file from another program, or not trusted)"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -10,6 +10,7 @@ import pandas as pd
 from plankton_kedro.engine.checkpoint import EnsembleCheckpoint
 from plankton_kedro.engine.collection.sources import ImageSource, MergedImageSource
 from plankton_kedro.engine.config import PredictParams
+from plankton_kedro.engine.errors import StageInputError
 from plankton_kedro.lazy import lazy_import
 
 classify = lazy_import("plankton_kedro.engine.modelling.classify")
@@ -41,6 +42,13 @@ def predict_images(
     )
     skipped = sorted([*predict_images.skipped, *result.skipped], key=lambda s: s.path)
     n = len(result.predictions)
+    if n == 0:  # nothing to write: no empty table becomes the newest version
+        listed = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+        raise StageInputError(
+            f"no image to classify in {predict_images.location} ({len(skipped)} files "
+            f"skipped{': ' + listed if listed else ''}{' …' if len(skipped) > 3 else ''}); "
+            "point predict_images at a folder or archive of images"
+        )
     counts = classify.class_counts(result.predictions, classifier.class_names)
     report = {
         "source": {
