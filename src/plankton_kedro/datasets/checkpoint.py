@@ -29,8 +29,7 @@ class CheckpointDataset(VersionedFileDataset):
             buffer = io.BytesIO(stream.read())
         if not buffer.getbuffer().nbytes:
             raise DatasetError(
-                f"{path} is empty (0 bytes): not a checkpoint; choose another version or "
-                "retrain"
+                f"{path} is empty (0 bytes): not a checkpoint; choose another version or retrain"
             )
         try:
             data = torch.load(buffer, map_location="cpu", weights_only=True)
