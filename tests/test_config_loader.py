@@ -63,6 +63,40 @@ def test_a_misspelled_parameter_is_an_error_naming_the_closest(conf, runtime, me
     assert isinstance(caught.value, click.ClickException)  # `kedro run` shows one line
 
 
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        (
+            {"data": {"resize_ratio": 1.5}},
+            r"--params data.resize_ratio: .*less than or equal to 1 \(got 1.5\)",
+        ),
+        (
+            {"training": {"batch_size": 0}},
+            r"--params training.batch_size: .*greater than 0 \(got 0\)",
+        ),
+        (
+            {"preprocessing": {"target": {"fill": "purple"}}},
+            r"--params preprocessing.target.fill: .*'auto' \(got 'purple'\)",
+        ),
+        (
+            {"pretraining": {"training": {"lr": {"classifier": -1}}}},
+            r"--params pretraining.training.lr.classifier: .*greater than or equal to 0",
+        ),
+        (
+            {"training": {"scheduler": {"kind": "cosine"}}},
+            r"--params training.scheduler.kind: .*'one_cycle'",
+        ),
+    ],
+    ids=["range", "positive", "union", "stage override", "choice"],
+)
+def test_a_refused_value_is_one_line_naming_the_key(conf, runtime, message):
+    """Catches a value the parameter models refuse reaching Kedro's validation, which
+    prints a traceback through the session (or, for a stage override, only at training)."""
+    loader = PlanktonConfigLoader(str(conf), runtime_params=runtime, **ARGS)
+    with pytest.raises(ConfigurationError, match=message):
+        loader["parameters"]
+
+
 def test_catalog_values_and_open_sections_are_accepted(conf):
     runtime = {
         "source_images": "/data/ndsb.zip",  # read by the catalog with ${runtime_params:...}

@@ -6,7 +6,9 @@
    of any ``--env``: Kedro's ``--env paper`` alone would replace it, and a run with the paper's
    recipe would silently train on the bundled demo data instead of the user's.
 3. A ``--params`` key that names no parameter (``trainng.max_epochs=3``) is an error that
-   suggests the closest key, instead of a run with the defaults.
+   suggests the closest key, instead of a run with the defaults; a value the section's
+   parameter model refuses (``data.resize_ratio=1.5``) is a one-line error naming the key,
+   not Kedro's validation traceback.
 """
 
 from __future__ import annotations
@@ -18,12 +20,29 @@ from typing import Any
 
 import click
 from kedro.config import MissingConfigException, OmegaConfigLoader
+from pydantic import BaseModel, ValidationError
 
+from plankton_kedro.engine import config as models
 from plankton_kedro.engine.config import deep_merge
 from plankton_kedro.engine.errors import PlanktonUserError
 from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
 
 ALWAYS_LOCAL = ("catalog", "parameters", "credentials")
+# The parameter model of each section (what the nodes receive); ``preprocessing`` holds one per
+# collection.
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "model": models.ModelParams,
+    "data": models.DataParams,
+    "training": models.TrainingParams,
+    "pretraining": models.StageParams,
+    "fine_tuning": models.StageParams,
+    "ingestion": models.IngestionParams,
+    "evaluation": models.EvaluationParams,
+    "ensembling": models.EnsemblingParams,
+    "predict": models.PredictParams,
+    "export": models.ExportParams,
+    "download": models.DownloadParams,
+}
 _RUNTIME_PARAM_IN_CONFIG = re.compile(r"\$\{runtime_params:\s*([\w.]+)")
 
 
@@ -44,6 +63,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
         if key == "parameters":
             if self.runtime_params:
                 self._check_runtime_keys(self._written_parameters())
+                _check_values(config, self.runtime_params)
             config = {**config, RUNS_KEY: all_runs()}
         return config
 
@@ -106,3 +126,33 @@ def _known(key: str, section: dict[str, Any], prefix: str) -> None:
     close = difflib.get_close_matches(key, [str(k) for k in section], n=1)
     hint = f"; did you mean {prefix}{close[0]}?" if close else ""
     raise ConfigurationError(f"--params {prefix}{key}: there is no such parameter{hint}")
+
+
+def _check_values(parameters: dict[str, Any], runtime: dict[str, Any]) -> None:
+    """Validate each section that ``--params`` changed with its parameter model, so that a
+    refused value is one line naming the key (the files' own values are validated by Kedro
+    when the nodes receive them)."""
+    for section in runtime:
+        if section == "preprocessing":
+            pairs = [
+                (f"preprocessing.{name}.", models.PreprocessingParams, value)
+                for name, value in (parameters.get(section) or {}).items()
+            ]
+        elif section in SECTION_MODELS:
+            pairs = [(f"{section}.", SECTION_MODELS[section], parameters.get(section) or {})]
+        else:
+            continue
+        for prefix, model, value in pairs:
+            try:
+                model.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                names = []  # field names, not the union member tags pydantic appends
+                for part in first["loc"]:
+                    if isinstance(part, str) and ("[" in part or "(" in part):
+                        break
+                    names.append(str(part))
+                where = ".".join(names)
+                raise ConfigurationError(
+                    f"--params {prefix}{where}: {first['msg']} (got {first.get('input')!r})"
+                ) from None
