@@ -17,6 +17,7 @@ from plankton_kedro.engine.collection.preprocessing import (
     recorded_preprocessing,
 )
 from plankton_kedro.engine.config import DataParams, IngestionParams, PreprocessingParams
+from plankton_kedro.engine.errors import CollectionError
 from plankton_kedro.pipelines.ingestion.nodes import build_report, scan_collection, split_records
 
 
@@ -109,8 +110,36 @@ def test_an_archive_without_usable_images_is_a_clear_error(tmp_path):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("a/readme.txt", "no images here")
     source = ImageSourceDataset(path=str(path)).load()
-    with pytest.raises(ValueError, match=r"nothing\.zip: no usable image found in 1 files"):
+    # a user error (one `Error:` line from `kedro run`), not a bare ValueError's traceback
+    with pytest.raises(CollectionError, match=r"nothing\.zip: no usable image found in 1 files"):
         scan_collection(source, DataParams(image_size=16), PreprocessingParams(), IngestionParams())
+
+
+@pytest.mark.parametrize("copies_of_the_other_class", [False, True])
+def test_fewer_than_two_classes_is_an_error_at_ingestion(tmp_path, copies_of_the_other_class):
+    """Catches a one-class set trained to "val accuracy 1.0" and then crashing in
+    scikit-learn's feature classifiers; also when the second class is only copies of the
+    first's images, which data hygiene leaves out (as UVP6's darksphere)."""
+    root = tmp_path / "one"
+    (root / "copepod").mkdir(parents=True)
+    for i in range(12):
+        (root / "copepod" / f"{i:02d}.png").write_bytes(_png(10 * i + 1))
+    if copies_of_the_other_class:
+        (root / "ghost").mkdir()
+        for i in range(12):
+            (root / "ghost" / f"{i:02d}.png").write_bytes(_png(10 * i + 1))
+    source = ImageSourceDataset(path=str(root)).load()
+    ingestion = IngestionParams(workers=1, spool_dir=None)
+    records, _, _ = scan_collection(
+        source, DataParams(image_size=16), PreprocessingParams(), ingestion
+    )
+    expected = (
+        r"no image left after ingestion, 24 left out by the data hygiene checks"
+        if copies_of_the_other_class
+        else r"only 'copepod' \(12 images\) left after ingestion"
+    )
+    with pytest.raises(CollectionError, match=expected):
+        split_records(records, ingestion)
 
 
 def test_spooled_pixels_equal_in_memory_pixels(messy_folder, tmp_path):

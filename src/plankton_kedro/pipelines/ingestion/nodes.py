@@ -30,6 +30,7 @@ from plankton_kedro.engine.config import (
     IngestionParams,
     PreprocessingParams,
 )
+from plankton_kedro.engine.errors import CollectionError
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def scan_collection(
         result.n_files / max(seconds, 1e-9),
     )
     if len(result.records) == 0:
-        raise ValueError(
+        raise CollectionError(
             f"{images.location}: no usable image found in {result.n_files} files; expected "
             "class folders of images ([top/]<class>/<image>). Skipped: "
             + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
@@ -186,6 +187,17 @@ def _manifest(
     manifest.attrs["dataset"] = records.attrs.get("dataset")
     manifest.attrs["preprocessing"] = records.attrs.get("preprocessing")
     manifest.attrs["hygiene"] = assignment.findings
+    kept = manifest.loc[manifest["split"] != EXCLUDED, "label"].value_counts()
+    if len(kept) < 2:
+        only = f"only '{kept.index[0]}' ({kept.iloc[0]} images)" if len(kept) else "no image"
+        excluded = int((manifest["split"] == EXCLUDED).sum())
+        why = f", {excluded} left out by the data hygiene checks (ingestion.hygiene)" * bool(
+            excluded
+        )
+        raise CollectionError(
+            f"{manifest.attrs['dataset']}: {only} left after ingestion{why}; a classifier "
+            "needs at least two classes (class folders of images: [top/]<class>/<image>)"
+        )
     return manifest
 
 
