@@ -126,3 +126,28 @@ def test_members_that_preprocess_differently_cannot_form_an_ensemble():
         CheckpointError, match="member b preprocesses images differently \\(fill\\)"
     ):
         EnsembleCheckpoint.from_selection(members, selection, {})
+
+
+def test_a_crop_larger_than_the_cache_is_refused_when_the_checkpoint_is_read():
+    """Catches a checkpoint whose image_size exceeds its cache_size predicting with a
+    negative crop offset (wrong crops, exit code 0)."""
+    data = small_checkpoint().to_dict()
+    data["preprocessing"] = {**data["preprocessing"], "image_size": 64, "cache_size": 55}
+    with pytest.raises(CheckpointError, match="image_size 64 and cache_size 55 cannot be"):
+        load_checkpoint(data, source="big_crop.pt")
+
+
+def test_weights_that_do_not_fit_the_named_network_are_one_clear_error():
+    """Catches torch's multi-line ``size mismatch`` RuntimeError reaching the user when a
+    checkpoint's weights are of another class count (or another network)."""
+    from plankton_kedro.engine.modelling.model import build_model, model_from_checkpoint
+
+    net, _ = build_model("test_resnet", num_classes=3, bottleneck_dim=16)
+    checkpoint = small_checkpoint(
+        model_name="test_resnet",
+        class_names=["a", "b", "c", "d", "e"],  # the weights have 3 outputs
+        state_dict=net.state_dict(),
+        bottleneck_dim=16,
+    )
+    with pytest.raises(CheckpointError, match=r"5 classes, bottleneck 16\): size mismatch"):
+        model_from_checkpoint(checkpoint)

@@ -35,6 +35,14 @@ class Preprocessing:
     bit_depth: int | None = None  # of high-bit-depth images (None: 16)
     invert: bool = False
 
+    def __post_init__(self) -> None:
+        if not 0 < self.image_size <= self.cache_size:
+            raise CheckpointError(
+                f"image_size {self.image_size} and cache_size {self.cache_size} cannot be: the "
+                "crop fed to the network must fit in the cached image (0 < image_size <= "
+                "cache_size)"
+            )
+
 
 @dataclass(frozen=True)
 class Identity:

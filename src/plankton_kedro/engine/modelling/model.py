@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from plankton_kedro.engine.checkpoint import Checkpoint
-from plankton_kedro.engine.errors import ModelConfigError
+from plankton_kedro.engine.errors import CheckpointError, ModelConfigError
 
 from .weights import imagenet_backbone, load_backbone_weights, pretrained_tag
 
@@ -124,8 +124,23 @@ def model_from_checkpoint(checkpoint: Checkpoint, *, image_size: int | None = No
         bottleneck_dim=checkpoint.bottleneck_dim,
         image_size=image_size or checkpoint.preprocessing.image_size,
     )
-    net.load_state_dict(checkpoint.state_dict)
+    try:
+        net.load_state_dict(checkpoint.state_dict)
+    except RuntimeError as exc:  # weights of another network, class count or bottleneck
+        raise CheckpointError(
+            f"checkpoint {checkpoint.label}: its weights do not fit the network it names "
+            f"({checkpoint.model_name}, {len(checkpoint.class_names)} classes, bottleneck "
+            f"{checkpoint.bottleneck_dim}): {_first_mismatch(str(exc))}"
+        ) from None
     return net
+
+
+def _first_mismatch(message: str) -> str:
+    """The first concrete line of torch's ``load_state_dict`` error (a size mismatch or the
+    missing / unexpected keys), without its advice."""
+    lines = [line.strip() for line in message.splitlines()[1:] if line.strip()]
+    first = lines[0] if lines else message.strip()
+    return first[:300] + (f" (and {len(lines) - 1} more)" if len(lines) > 1 else "")
 
 
 def check_model_name(name: str) -> None:
