@@ -342,3 +342,25 @@ def test_relative_paths_are_relative_to_the_current_directory(tmp_path, monkeypa
     source = ImageSource(Path("data/raw"))
     assert (source.location, source.name, source.kind) == ("data/raw", "raw", "folder")
     assert len(list(source.iter_files())) == len(GOOD)
+
+
+def test_folder_links_are_followed_only_inside_the_collection(tmp_path):
+    """Catches a class folder linked to /etc (or a file linked anywhere) read and listed as
+    images, while archives refuse links; ``follow_links: true`` is the explicit way out."""
+    root, outside = tmp_path / "coll", tmp_path / "elsewhere"
+    for folder in (root / "a", root / "b", outside / "c"):
+        folder.mkdir(parents=True)
+        (folder / "1.png").write_bytes(b"\x89PNG not decoded here")
+    (root / "c").symlink_to(outside / "c")  # a class folder outside
+    (root / "b" / "2.png").symlink_to(outside / "c" / "1.png")  # a file outside
+    (root / "a_link").symlink_to(root / "a")  # inside: followed (each real folder once)
+    source = ImageSourceDataset(path=str(root)).load()
+    files = source.list_files()
+    assert "b/1.png" in files and not any(f.startswith("c/") for f in files)
+    assert "b/2.png" not in files
+    list(source.iter_files())
+    refused = {s.path: s.reason for s in source.skipped}
+    assert set(refused) == {"c", "b/2.png"}
+    assert all("link to outside the collection" in reason for reason in refused.values())
+    trusting = ImageSourceDataset(path=str(root), follow_links=True).load()
+    assert {"c/1.png", "b/2.png"} <= set(trusting.list_files())

@@ -35,6 +35,8 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
     ``split_table``: ``{path: CSV file, key: column naming the image, split: column}``, the
     same as one table. ``frame_crop``: ``zooscan`` (shipped scale-bar template) or
     ``{templates: [PNG paths], threshold: 0.8}`` removes a scale bar before resizing.
+    ``follow_links``: a folder's symbolic links are followed when they point inside it; with
+    ``true`` also when they point elsewhere (otherwise those are skipped and reported).
     """
 
     def __init__(  # noqa: PLR0913 - one option per catalog key
@@ -49,6 +51,7 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
         split_table: dict[str, str] | None = None,
         part_column: str = "part",
         frame_crop: str | dict[str, Any] | None = None,
+        follow_links: bool = False,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         if split_lists and split_table:
@@ -65,6 +68,7 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
             "split_table": dict(split_table or {}),
             "part_column": part_column,
             "frame_crop": frame_crop,
+            "follow_links": follow_links,
         }
         self.metadata = metadata
 

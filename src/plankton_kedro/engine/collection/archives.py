@@ -33,6 +33,7 @@ ARCHIVE_SUFFIXES = {
 _DRIVE = re.compile(r"^[A-Za-z]:")
 UNSAFE = "unsafe path in archive, refused"
 NOT_REGULAR = "not a regular file"
+LINK_OUTSIDE = "link to outside the collection, not followed (follow_links: true reads it)"
 
 
 @dataclass
@@ -76,8 +77,12 @@ def archive_suffix(path: Path) -> str | None:
     return next((s for s in ARCHIVE_SUFFIXES if lower.endswith(s)), None)
 
 
-def list_members(kind: str, handle: Any) -> Listing:
-    """Every member of the folder or archive ``open_location`` returned."""
+def list_members(kind: str, handle: Any, *, follow_links: bool = False) -> Listing:
+    """Every member of the folder or archive ``open_location`` returned. A folder's links
+    are followed when they stay inside it, or everywhere with ``follow_links``; an archive's
+    links are always refused."""
+    if kind == "folder":
+        return _list_folder(handle, follow_links=follow_links)
     return _KINDS[kind][0](handle)
 
 
@@ -103,10 +108,19 @@ def _kind_of(path: Path) -> str:
 # --- listing ---------------------------------------------------------------------------------
 
 
-def _list_folder(root: Path) -> Listing:
-    """Walk the folder (following symlinks, each real directory once)."""
+def _list_folder(root: Path, *, follow_links: bool = False) -> Listing:
+    """Walk the folder, each real directory once. A symbolic link (to a folder or a file) is
+    followed when its target is inside the folder, or anywhere with ``follow_links``;
+    otherwise it is refused and listed, as links in archives are."""
     listing = Listing()
     seen: set[str] = set()
+    inside = os.path.realpath(root)
+
+    def leaves_root(path: str) -> bool:
+        if follow_links or not os.path.islink(path):
+            return False
+        target = os.path.realpath(path)
+        return os.path.commonpath([inside, target]) != inside
 
     def unreadable(exc: OSError) -> None:
         rel = Path(exc.filename).relative_to(root).as_posix()
@@ -121,10 +135,17 @@ def _list_folder(root: Path) -> Listing:
         rel_dir = Path(dirpath).relative_to(root).as_posix()
         if rel_dir != ".":
             listing.dirs.add(rel_dir)
+        for name in list(dirnames):
+            if leaves_root(os.path.join(dirpath, name)):
+                dirnames.remove(name)
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                listing.refused.append(SkippedFile(rel, LINK_OUTSIDE))
         for name in filenames:
             full = os.path.join(dirpath, name)
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if os.path.isfile(full):
+            if leaves_root(full):
+                listing.refused.append(SkippedFile(rel, LINK_OUTSIDE))
+            elif os.path.isfile(full):
                 listing.files.append((rel, full))
             else:
                 listing.refused.append(SkippedFile(rel, NOT_REGULAR))

@@ -61,6 +61,7 @@ class ImageSource:
         split_lists: dict[str, list[str]] | None = None,
         root: str | None = None,
         frame_crop: FrameCrop | None = None,
+        follow_links: bool = False,
     ) -> None:
         if layout not in LAYOUTS:
             raise CollectionError(f"{location}: unknown layout '{layout}' ({', '.join(LAYOUTS)})")
@@ -69,6 +70,7 @@ class ImageSource:
         self.split_lists = dict(split_lists or {})
         self.root = root.strip("/") if root else None
         self.frame_crop = frame_crop
+        self.follow_links = follow_links
         self.location = os.fspath(location)
         path = Path(os.path.abspath(Path(self.location).expanduser()))
         self.kind, self._handle = archives.open_location(path)
@@ -106,7 +108,8 @@ class ImageSource:
 
     def _get_index(self) -> _Index:
         if self._index is None:
-            index = _build_index(archives.list_members(self.kind, self._handle))
+            listing = archives.list_members(self.kind, self._handle, follow_links=self.follow_links)
+            index = _build_index(listing)
             if self.root:
                 index, self.outside_root = _within_root(index, self.root, self.location)
             if self.split_lists:
@@ -179,10 +182,12 @@ def open_collection(
     split_table: dict[str, str] | None = None,
     part_column: str = "part",
     frame_crop: str | dict[str, Any] | None = None,
+    follow_links: bool = False,
 ) -> ImageSource | MergedImageSource:
     """The collection the settings describe: one folder or archive, or (a list of paths or a
     glob pattern) several merged into one. ``split_lists`` / ``split_table`` name files with
-    the official split; ``frame_crop`` a scale-bar template set (see :mod:`.frame_crop`)."""
+    the official split; ``frame_crop`` a scale-bar template set (see :mod:`.frame_crop`);
+    ``follow_links`` lets a folder's symbolic links point outside it."""
     if split_lists and split_table:
         raise CollectionError("give the official split as split_lists or split_table, not both")
     options = {
@@ -193,6 +198,7 @@ def open_collection(
         else read_split_lists(split_lists or {}),
         "root": root,
         "frame_crop": FrameCrop.from_setting(frame_crop),
+        "follow_links": follow_links,
     }
     paths = expand_paths(path)
     if isinstance(path, str) and not glob.has_magic(path):
