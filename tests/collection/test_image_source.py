@@ -364,3 +364,44 @@ def test_folder_links_are_followed_only_inside_the_collection(tmp_path):
     assert all("link to outside the collection" in reason for reason in refused.values())
     trusting = ImageSourceDataset(path=str(root), follow_links=True).load()
     assert {"c/1.png", "b/2.png"} <= set(trusting.list_files())
+
+
+def test_a_member_over_the_size_limit_is_skipped_before_it_is_read(tmp_path):
+    """Catches a small zip whose member inflates to 100 MB (a PNG followed by zeros) being
+    read whole into memory: refused from its header, reported, the other images kept."""
+    path = tmp_path / "bomb.zip"
+    png = io.BytesIO()
+    Image.new("L", (8, 8), 9).save(png, "PNG")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a/ok.png", png.getvalue())
+        with archive.open("a/bomb.png", "w") as member:
+            member.write(png.getvalue())
+            for _ in range(100):
+                member.write(bytes(1_000_000))
+    assert path.stat().st_size < 1_000_000
+    source = ImageSourceDataset(path=str(path)).load()  # the default limit, 64 MB
+    assert [name for name, _ in source.iter_files()] == ["a/ok.png"]
+    (skipped,) = source.skipped
+    assert (
+        skipped.path == "a/bomb.png" and "100.0 MB uncompressed, over the 64 MB" in skipped.reason
+    )
+    lifted = ImageSourceDataset(path=str(path), max_file_mb=None).load()
+    assert lifted.list_files() == ["a/bomb.png", "a/ok.png"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "tar"])
+def test_the_size_limit_applies_to_folders_and_tars_too(tmp_path, kind):
+    root = tmp_path / "set"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "small.png").write_bytes(b"x" * 1000)
+    (root / "a" / "large.png").write_bytes(b"x" * 3_000_000)
+    path = root
+    if kind == "tar":
+        path = tmp_path / "set.tar"
+        with tarfile.open(path, "w") as archive:
+            archive.add(root, arcname="set")
+    source = ImageSourceDataset(path=str(path), max_file_mb=2).load()
+    assert source.list_files() == ["a/small.png"]
+    list(source.iter_files())
+    top = "set/" if kind == "tar" else ""  # refused entries keep the archive's own path
+    assert [s.path for s in source.skipped] == [f"{top}a/large.png"]

@@ -10,6 +10,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from plankton_kedro.engine.collection.scan import RECORD_DTYPES
 from plankton_kedro.engine.collection.sources import (
+    DEFAULT_MAX_FILE_MB,
     ImageSource,
     MergedImageSource,
     expand_paths,
@@ -37,6 +38,8 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
     ``{templates: [PNG paths], threshold: 0.8}`` removes a scale bar before resizing.
     ``follow_links``: a folder's symbolic links are followed when they point inside it; with
     ``true`` also when they point elsewhere (otherwise those are skipped and reported).
+    ``max_file_mb``: files larger than this (uncompressed, as the folder or the archive header
+    says; default 64) are skipped unread and reported; ``null`` lifts the limit.
     """
 
     def __init__(  # noqa: PLR0913 - one option per catalog key
@@ -52,6 +55,7 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
         part_column: str = "part",
         frame_crop: str | dict[str, Any] | None = None,
         follow_links: bool = False,
+        max_file_mb: float | None = DEFAULT_MAX_FILE_MB,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         if split_lists and split_table:
@@ -69,6 +73,7 @@ class ImageSourceDataset(AbstractDataset[None, "ImageSource | MergedImageSource"
             "part_column": part_column,
             "frame_crop": frame_crop,
             "follow_links": follow_links,
+            "max_file_mb": max_file_mb,
         }
         self.metadata = metadata
 

@@ -36,6 +36,13 @@ NOT_REGULAR = "not a regular file"
 LINK_OUTSIDE = "link to outside the collection, not followed (follow_links: true reads it)"
 
 
+def too_large(size: int, max_bytes: int) -> str:
+    return (
+        f"{size / 1e6:.1f} MB uncompressed, over the {max_bytes / 1e6:g} MB limit "
+        "(max_file_mb): not read"
+    )
+
+
 @dataclass
 class Listing:
     """Raw paths found in one folder or archive, before any interpretation."""
@@ -43,6 +50,21 @@ class Listing:
     files: list[tuple[str, Any]] = field(default_factory=list)  # (path, how its kind reads it)
     dirs: set[str] = field(default_factory=set)
     refused: list[SkippedFile] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)  # path -> bytes, as the listing says
+
+    def without_files_over(self, max_bytes: int | None) -> Listing:
+        """This listing with every file larger than ``max_bytes`` (uncompressed, as the
+        folder or archive header declares it) moved to ``refused``: never read."""
+        if max_bytes is None:
+            return self
+        kept, refused = [], list(self.refused)
+        for path, key in self.files:
+            size = self.sizes.get(path, 0)
+            if size > max_bytes:
+                refused.append(SkippedFile(path, too_large(size, max_bytes)))
+            else:
+                kept.append((path, key))
+        return Listing(kept, self.dirs, refused, self.sizes)
 
 
 def open_location(path: Path) -> tuple[str, Path | zipfile.ZipFile]:
@@ -77,13 +99,18 @@ def archive_suffix(path: Path) -> str | None:
     return next((s for s in ARCHIVE_SUFFIXES if lower.endswith(s)), None)
 
 
-def list_members(kind: str, handle: Any, *, follow_links: bool = False) -> Listing:
+def list_members(
+    kind: str, handle: Any, *, follow_links: bool = False, max_bytes: int | None = None
+) -> Listing:
     """Every member of the folder or archive ``open_location`` returned. A folder's links
     are followed when they stay inside it, or everywhere with ``follow_links``; an archive's
-    links are always refused."""
+    links are always refused. Files over ``max_bytes`` (by the size the folder or the
+    archive's header gives, before anything is read) are refused."""
     if kind == "folder":
-        return _list_folder(handle, follow_links=follow_links)
-    return _KINDS[kind][0](handle)
+        listing = _list_folder(handle, follow_links=follow_links)
+    else:
+        listing = _KINDS[kind][0](handle)
+    return listing.without_files_over(max_bytes)
 
 
 def read_members(
@@ -147,6 +174,7 @@ def _list_folder(root: Path, *, follow_links: bool = False) -> Listing:
                 listing.refused.append(SkippedFile(rel, LINK_OUTSIDE))
             elif os.path.isfile(full):
                 listing.files.append((rel, full))
+                listing.sizes[rel] = os.path.getsize(full)
             else:
                 listing.refused.append(SkippedFile(rel, NOT_REGULAR))
     return listing
@@ -156,7 +184,10 @@ def _list_zip(archive: zipfile.ZipFile) -> Listing:
     listing = Listing()
     for info in archive.infolist():
         is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
-        _add_member(listing, info.filename, info, is_dir=info.is_dir(), regular=not is_link)
+        _add_member(
+            listing, info.filename, info, is_dir=info.is_dir(), regular=not is_link,
+            size=info.file_size,
+        )  # fmt: skip
     return listing
 
 
@@ -166,11 +197,16 @@ def _list_tar(path: Path) -> Listing:
     with _tar_errors(path), tarfile.open(path, "r:*") as archive:
         for number, member in enumerate(archive):
             regular = member.isfile()
-            _add_member(listing, member.name, number, is_dir=member.isdir(), regular=regular)
+            _add_member(
+                listing, member.name, number, is_dir=member.isdir(), regular=regular,
+                size=member.size,
+            )  # fmt: skip
     return listing
 
 
-def _add_member(listing: Listing, name: str, key: Any, *, is_dir: bool, regular: bool) -> None:
+def _add_member(
+    listing: Listing, name: str, key: Any, *, is_dir: bool, regular: bool, size: int = 0
+) -> None:
     """Record one archive member, refusing unsafe paths and links / devices."""
     path = safe_member_path(name)
     if path is None:
@@ -181,6 +217,7 @@ def _add_member(listing: Listing, name: str, key: Any, *, is_dir: bool, regular:
             listing.dirs.add(path)
     elif regular:
         listing.files.append((path, key))
+        listing.sizes[path] = size
     else:
         listing.refused.append(SkippedFile(path, NOT_REGULAR))
 

@@ -39,6 +39,9 @@ class _Index:
     top: str | None
 
 
+DEFAULT_MAX_FILE_MB = 64.0  # larger than any plankton image; bounds memory per file read
+
+
 class ImageSource:
     """A folder or archive of images. Read-only, lazy.
 
@@ -62,6 +65,7 @@ class ImageSource:
         root: str | None = None,
         frame_crop: FrameCrop | None = None,
         follow_links: bool = False,
+        max_file_mb: float | None = DEFAULT_MAX_FILE_MB,
     ) -> None:
         if layout not in LAYOUTS:
             raise CollectionError(f"{location}: unknown layout '{layout}' ({', '.join(LAYOUTS)})")
@@ -71,6 +75,7 @@ class ImageSource:
         self.root = root.strip("/") if root else None
         self.frame_crop = frame_crop
         self.follow_links = follow_links
+        self.max_bytes = None if max_file_mb is None else int(max_file_mb * 1e6)
         self.location = os.fspath(location)
         path = Path(os.path.abspath(Path(self.location).expanduser()))
         self.kind, self._handle = archives.open_location(path)
@@ -108,7 +113,9 @@ class ImageSource:
 
     def _get_index(self) -> _Index:
         if self._index is None:
-            listing = archives.list_members(self.kind, self._handle, follow_links=self.follow_links)
+            listing = archives.list_members(
+                self.kind, self._handle, follow_links=self.follow_links, max_bytes=self.max_bytes
+            )
             index = _build_index(listing)
             if self.root:
                 index, self.outside_root = _within_root(index, self.root, self.location)
@@ -183,11 +190,13 @@ def open_collection(
     part_column: str = "part",
     frame_crop: str | dict[str, Any] | None = None,
     follow_links: bool = False,
+    max_file_mb: float | None = DEFAULT_MAX_FILE_MB,
 ) -> ImageSource | MergedImageSource:
     """The collection the settings describe: one folder or archive, or (a list of paths or a
     glob pattern) several merged into one. ``split_lists`` / ``split_table`` name files with
     the official split; ``frame_crop`` a scale-bar template set (see :mod:`.frame_crop`);
-    ``follow_links`` lets a folder's symbolic links point outside it."""
+    ``follow_links`` lets a folder's symbolic links point outside it; files larger than
+    ``max_file_mb`` (uncompressed; ``None``: no limit) are skipped unread."""
     if split_lists and split_table:
         raise CollectionError("give the official split as split_lists or split_table, not both")
     options = {
@@ -199,6 +208,7 @@ def open_collection(
         "root": root,
         "frame_crop": FrameCrop.from_setting(frame_crop),
         "follow_links": follow_links,
+        "max_file_mb": max_file_mb,
     }
     paths = expand_paths(path)
     if isinstance(path, str) and not glob.has_magic(path):
