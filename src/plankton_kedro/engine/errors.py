@@ -26,6 +26,10 @@ class CheckpointError(PlanktonUserError, ValueError):
     """A checkpoint is unreadable, foreign, or of a schema this version does not know."""
 
 
+class StageBusyError(PlanktonUserError, RuntimeError):
+    """Another run is training the same stage into the same state folder right now."""
+
+
 class ResumeMismatchError(PlanktonUserError, RuntimeError):
     """An interrupted run exists but was started with other data, classes or settings."""
 

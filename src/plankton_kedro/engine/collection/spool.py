@@ -3,12 +3,17 @@ ingested: the spool file is a finished ``.npy`` cache, returned memory-mapped.""
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import struct
 import tempfile
 import weakref
 from pathlib import Path
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 SPOOL_PREFIX = ".spool-"
 
@@ -30,9 +35,10 @@ class NpySpool:
 
     def __init__(self, folder: str | Path, size: int):
         self.size = size
+        remove_orphaned_spools(folder)
         self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in `mapped`)
             dir=folder,
-            prefix=SPOOL_PREFIX,
+            prefix=f"{SPOOL_PREFIX}{_owner()}-",
             suffix=".npy",
             delete=False,
             buffering=self.WRITE_BUFFER,
@@ -61,3 +67,37 @@ class NpySpool:
         header = repr({"descr": "|u1", "fortran_order": False, "shape": shape})
         body = header.ljust(self.HEADER_BYTES - 11).encode("latin1") + b"\n"
         return np.lib.format.magic(1, 0) + struct.pack("<H", len(body)) + body
+
+
+def _owner() -> str:
+    """``<host>_<pid>``: which process a spool file belongs to (hosts may share a disk)."""
+    return f"{socket.gethostname().replace('-', '_')}_{os.getpid()}"
+
+
+def remove_orphaned_spools(folder: str | Path) -> None:
+    """Delete the spool files of processes of this host that no longer run (a killed
+    ingestion: the spool grows with its progress, hundreds of GB on WHOI), with a log line."""
+    host = socket.gethostname().replace("-", "_")
+    removed = []
+    for path in Path(folder).glob(f"{SPOOL_PREFIX}{host}_*-*.npy"):
+        pid = path.name[len(SPOOL_PREFIX) + len(host) + 1 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        logger.info(
+            "%s: removed %d spool file(s) of interrupted ingestions (%s)",
+            folder,
+            len(removed),
+            ", ".join(removed[:3]),
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

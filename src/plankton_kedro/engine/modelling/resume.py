@@ -9,15 +9,23 @@ same data and settings reuses its result instead of training again.
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from plankton_kedro.engine.atomic import atomic_path
+from plankton_kedro.engine.atomic import TEMPORARY_MARK, atomic_path
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
-from plankton_kedro.engine.errors import ResumeMismatchError
+from plankton_kedro.engine.errors import ResumeMismatchError, StageBusyError
+
+logger = logging.getLogger(__name__)
+LOCK_FILE = ".lock"
 
 STATE_FILE = "state.pt"
 # Training settings that do not change what is learned: they may differ on resume.
@@ -30,6 +38,54 @@ OPERATIONAL_SETTINGS = {
     "eval_batch_size",
     "augment_on_device",
 }
+
+
+@contextmanager
+def stage_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an advisory lock on a stage's state folder while it trains: a second run of the
+    same stage stops at once naming the first, instead of resuming from its live state.
+    With the lock held, temporary files that a killed run left in the folder are removed."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform (Windows): no protection
+        yield
+        return
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StageBusyError(
+            f"{folder} is in use by another run of this stage ({holder}); wait for it to "
+            "finish, or give this run its own --params training.state_dir=..."
+        ) from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        _remove_temporaries(folder)
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _remove_temporaries(folder: Path) -> None:
+    leftovers = sorted(folder.glob(f"*{TEMPORARY_MARK}*"))
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    if leftovers:
+        logger.info(
+            "%s: removed %d temporary file(s) left by an interrupted run (%s)",
+            folder,
+            len(leftovers),
+            ", ".join(p.name for p in leftovers[:3]),
+        )
 
 
 class TrainingStateStore:

@@ -7,6 +7,7 @@ Kedro. With ``training.devices > 1`` the stage runs as that many DDP processes; 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from .model import (
     model_from_checkpoint,
     model_normalisation,
 )
-from .resume import TrainingStateStore, stage_fingerprint
+from .resume import TrainingStateStore, stage_fingerprint, stage_lock
 from .runtime import seed_everything
 
 logger = logging.getLogger(__name__)
@@ -138,12 +139,16 @@ def train_stage(
         ),
     )
     processes = distributed.resolve_devices(training.devices)
-    if processes > 1 and not distributed.current().enabled:
-        check_image_size(model.name, data.image_size)  # a clear error here, not in every rank
-        logger.info("%s/%s: starting %d DDP processes", route, stage, processes)
-        result, weights, mean, std = distributed.launch_local(processes, run_job, job)
-    else:
-        result, weights, mean, std = run_job(job)
+    layout = distributed.current()
+    # one lock per stage run: by this process, or by rank 0 of a job started with torchrun
+    lock = stage_lock(job.state_folder) if layout.is_main else contextlib.nullcontext()
+    with lock:
+        if processes > 1 and not layout.enabled:
+            check_image_size(model.name, data.image_size)  # one clear error, not one per rank
+            logger.info("%s/%s: starting %d DDP processes", route, stage, processes)
+            result, weights, mean, std = distributed.launch_local(processes, run_job, job)
+        else:
+            result, weights, mean, std = run_job(job)
     return Checkpoint(
         model_name=model.name,
         bottleneck_dim=model.bottleneck_dim,

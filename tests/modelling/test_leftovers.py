@@ -1,0 +1,51 @@
+"""Nothing left behind by a killed run, and no two runs in one stage's state folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from plankton_kedro.engine.collection.spool import SPOOL_PREFIX, NpySpool
+from plankton_kedro.engine.errors import StageBusyError
+from plankton_kedro.engine.modelling.resume import stage_lock
+
+
+def test_a_second_run_of_a_stage_is_refused_while_the_first_trains(tmp_path):
+    """Catches two identical training runs sharing one live resume folder (the second
+    "resuming" from the first's state file as it is being written)."""
+    folder = tmp_path / "two_stage_pretraining"
+    busy = pytest.raises(StageBusyError, match=rf"in use by another run .*pid {os.getpid()}")
+    with stage_lock(folder), busy, stage_lock(folder):
+        pass
+    with stage_lock(folder):  # released when the first run ends
+        pass
+
+
+def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
+    """Catches ``state.pt.tmp-*`` files left by a SIGKILL during a state write staying forever."""
+    folder = tmp_path / "in_domain_fine_tuning"
+    folder.mkdir()
+    (folder / "state.pt").write_bytes(b"kept")
+    (folder / "state.pt.tmp-1234abcd").write_bytes(b"half written")
+    with stage_lock(folder):
+        assert sorted(p.name for p in folder.iterdir()) == [".lock", "state.pt"]
+
+
+def test_spools_of_killed_ingestions_are_removed_and_live_ones_kept(tmp_path):
+    """Catches a killed ingestion's hidden spool (it grows with its progress: hundreds of GB
+    on WHOI) never removed, and a live ingestion's spool removed by another process."""
+    host = socket.gethostname().replace("-", "_")
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    dead = tmp_path / f"{SPOOL_PREFIX}{host}_{finished.stdout.strip()}-abc.npy"
+    live = tmp_path / f"{SPOOL_PREFIX}{host}_{os.getppid()}-def.npy"
+    other_host = tmp_path / f"{SPOOL_PREFIX}elsewhere_1-ghi.npy"
+    for path in (dead, live, other_host):
+        path.write_bytes(b"pixels")
+    spool = NpySpool(tmp_path, 4)
+    spool.mapped(0)
+    assert not dead.exists() and live.exists() and other_host.exists()
