@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from plankton_kedro.engine.errors import StageInputError
+
 
 class CachedImages(Dataset):
     """Images ``images[indices]`` with labels; ``train=True`` augments each sample.
@@ -39,7 +41,10 @@ class CachedImages(Dataset):
                 f"expected uint8 images (n, h, w, 3), got {images.dtype} {images.shape}"
             )
         if crop_size > images.shape[1]:
-            raise ValueError(f"crop size {crop_size} exceeds cached image size {images.shape[1]}")
+            raise StageInputError(
+                f"crop size {crop_size} (data.image_size) exceeds the cached images' "
+                f"{images.shape[1]} px; ingest again at this image size"
+            )
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
         self.indices = np.asarray(indices, dtype=np.int64)

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from plankton_kedro.engine.errors import StageInputError
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so that a CPU run is repeatable."""
@@ -35,7 +37,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
         return "bf16" if amx else "fp32"
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("training.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        raise StageInputError(
+            "training.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU"
+        )
     return precision
 
 

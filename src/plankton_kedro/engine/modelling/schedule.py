@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from plankton_kedro.engine.config import SchedulerParams, TrainingParams, WarmupParams
+from plankton_kedro.engine.errors import StageInputError
 
 from .model import PlanktonNet
 
@@ -99,7 +100,7 @@ def build_optimizer(
                 {"params": params, "lr": part_lr[part], "base_lr": part_lr[part], "name": part}
             )
     if not groups:
-        raise ValueError("every learning rate is 0: nothing would be trained")
+        raise StageInputError("every learning rate is 0 (training.lr): nothing would be trained")
     return torch.optim.SGD(
         groups,
         lr=groups[0]["lr"],
@@ -158,7 +159,7 @@ def updates_per_epoch(n_train: int, training: TrainingParams, world_size: int = 
     """Optimiser updates in one epoch: one pass over the data, at most the configured cap."""
     per_update = training.batch_size * training.accumulation_steps * world_size
     if n_train < per_update:
-        raise ValueError(
+        raise StageInputError(
             f"the train split has {n_train} images, fewer than one optimiser update needs "
             f"(batch_size {training.batch_size} x accumulation_steps "
             f"{training.accumulation_steps} x {world_size} process(es) = {per_update}); "
