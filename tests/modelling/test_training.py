@@ -95,7 +95,7 @@ def test_backbone_from_scratch_uses_its_own_learning_rate():
 
 
 def test_train_split_too_small_for_one_update_is_a_clear_error():
-    with pytest.raises(ValueError, match="fewer than one optimiser update"):
+    with pytest.raises(StageInputError, match="fewer than one optimiser update"):
         updates_per_epoch(15, TrainingParams(batch_size=8, accumulation_steps=2))
     assert updates_per_epoch(16, TrainingParams(batch_size=8, accumulation_steps=2)) == 1
     assert updates_per_epoch(10_000, TrainingParams(batch_size=8)) == 100

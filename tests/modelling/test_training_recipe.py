@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
-from plankton_kedro.engine.errors import ResumeMismatchError
+from plankton_kedro.engine.errors import ResumeMismatchError, StageInputError
 from plankton_kedro.engine.modelling import fit as fit_module
 from plankton_kedro.engine.modelling.data import EpochSampler
 from plankton_kedro.engine.modelling.schedule import phase_of
@@ -172,7 +172,7 @@ def test_bf16_autocast_on_cpu(tiny_cache, tmp_path):
 
 
 def test_fp16_on_cpu_is_a_clear_error(tiny_cache, tmp_path):
-    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+    with pytest.raises(StageInputError, match="fp16 needs a CUDA device"):
         _train(tiny_cache, tmp_path, precision="fp16")
 
 
