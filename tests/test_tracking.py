@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -74,6 +75,10 @@ def test_figures_and_reports_become_artefacts(tracked):
     figure, _ = plt.subplots()
     tracked.saved("two_stage.confusion_matrix", figure, "a/confusion_matrix.png", "v1")
     tracked.saved("two_stage.metrics", {"accuracy": 0.5, "n_test": 4}, "b/metrics.json", "v1")
+    table = pd.DataFrame({"route": ["in_domain"], "accuracy": [0.7]})
+    tracked.saved("route_comparison", table, "c/route_comparison.csv", "v1")
+    huge = pd.DataFrame({"rel_path": [f"{i}.png" for i in range(20_000)]})
+    tracked.saved("predictions", huge, "d/predictions.csv", "v1")  # stays in data/ only
     plt.close(figure)
     client = MlflowClient(tracked.uri)
     paths = {
@@ -81,7 +86,11 @@ def test_figures_and_reports_become_artefacts(tracked):
         for folder in ("figures", "reports")
         for a in client.list_artifacts(tracked.run_id, folder)
     }
-    assert paths == {"figures/two_stage.confusion_matrix.png", "reports/two_stage.metrics.json"}
+    assert paths == {
+        "figures/two_stage.confusion_matrix.png",
+        "reports/two_stage.metrics.json",
+        "reports/route_comparison.csv",
+    }
 
 
 def test_parameters_are_flattened_to_dotted_keys():

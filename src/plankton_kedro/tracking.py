@@ -33,6 +33,7 @@ LOCAL_STORE = "mlruns"  # folder in the project: mlflow.db and the artefacts
 PARAM_VALUE_LIMIT = 6000  # MLflow's limit on a parameter value's length
 BATCH = 100  # parameters per MLflow log_batch call (MLflow's limit)
 EPOCH_METRICS = ("train_loss", "lr_backbone", "images_per_second")
+MAX_TABLE_ROWS = 10_000  # CSV outputs up to this size are copied into the run
 REPORT_SETTINGS = {"seed", "best_epoch", "image_size"}  # numbers in a report that are settings
 
 
@@ -125,6 +126,8 @@ class MlflowRun:
             elif isinstance(data, dict) and filepath and filepath.endswith(".json"):
                 self.client.log_dict(self.run_id, data, f"reports/{name}.json")
                 self._test_metrics(name, data)
+            elif _small_table(data) and filepath and filepath.endswith(".csv"):
+                self.client.log_text(self.run_id, data.to_csv(index=False), f"reports/{name}.csv")
 
     def _test_metrics(self, name: str, report: dict[str, Any]) -> None:
         """A route's final test metrics (an evaluation report: accuracy and n_test), with
@@ -185,6 +188,12 @@ class MlflowRun:
 
     def ui_command(self) -> str:
         return f"mlflow ui --backend-store-uri {self.uri}"
+
+
+def _small_table(data: Any) -> bool:
+    """A pandas table small enough to keep in MLflow (a route comparison or class counts;
+    not the predictions of a whole cruise, which stay in data/ only)."""
+    return hasattr(data, "to_csv") and hasattr(data, "__len__") and len(data) <= MAX_TABLE_ROWS
 
 
 def _numeric_leaves(tree: Any, prefix: str) -> dict[str, float]:
