@@ -15,6 +15,7 @@ from typing import Any
 import click
 from kedro.framework.hooks import hook_impl
 
+from plankton_kedro.engine.atomic import remove_orphaned_temporaries
 from plankton_kedro.engine.errors import PlanktonUserError
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG
 from plankton_kedro.run_summary import SavedOutput, light, summary_lines
@@ -30,8 +31,18 @@ class PreflightHooks:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        """With ``model.pretrained=imagenet``, get the weights now rather than after ingestion:
-        offline, the run stops at once with a message naming the local-file option."""
+        """Remove what killed runs left in ``data/``; with ``model.pretrained=imagenet``, get
+        the weights now rather than after ingestion: offline, the run stops at once with a
+        message naming the local-file option."""
+        data = Path(run_params.get("project_path") or Path.cwd()) / "data"
+        if data.is_dir():
+            removed = remove_orphaned_temporaries(data)
+            if removed:
+                logger.info(
+                    "removed %d half-written file(s) that interrupted runs left in data/ (%s)",
+                    len(removed),
+                    ", ".join(removed[:3]),
+                )
         if not any(PRETRAINED_WEIGHTS_TAG in n.tags for n in pipeline.nodes):
             return
         model = catalog.load("params:model")

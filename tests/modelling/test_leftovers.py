@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
+from plankton_kedro.engine.atomic import atomic_path, process_tag, remove_orphaned_temporaries
 from plankton_kedro.engine.collection.spool import SPOOL_PREFIX, NpySpool
 from plankton_kedro.engine.errors import StageBusyError
 from plankton_kedro.engine.modelling.resume import stage_lock
@@ -38,7 +39,7 @@ def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
 def test_spools_of_killed_ingestions_are_removed_and_live_ones_kept(tmp_path):
     """Catches a killed ingestion's hidden spool (it grows with its progress: hundreds of GB
     on WHOI) never removed, and a live ingestion's spool removed by another process."""
-    host = socket.gethostname().replace("-", "_")
+    host = process_tag().rsplit("_", 1)[0]
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)  # fmt: skip
     dead = tmp_path / f"{SPOOL_PREFIX}{host}_{finished.stdout.strip()}-abc.npy"
@@ -49,3 +50,26 @@ def test_spools_of_killed_ingestions_are_removed_and_live_ones_kept(tmp_path):
     spool = NpySpool(tmp_path, 4)
     spool.mapped(0)
     assert not dead.exists() and live.exists() and other_host.exists()
+
+
+def test_half_written_outputs_of_killed_runs_are_found_and_removed(tmp_path):
+    """Catches a checkpoint or cache version killed while being written leaving its
+    ``*.tmp-*`` file (or folder) in data/ forever, and a live run's temporary removed."""
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)  # fmt: skip
+    version = tmp_path / "06_models" / "two_stage" / "target_model.pt" / "2026-12-01T00.00.00.000Z"
+    version.mkdir(parents=True)
+    host = process_tag().rsplit("_", 1)[0]
+    dead_file = version / f"target_model.pt.tmp-{host}_{finished.stdout.strip()}-ab12cd34"
+    dead_file.write_bytes(b"half a checkpoint")
+    dead_folder = tmp_path / "05_model_input" / f"images.tmp-{host}_{finished.stdout.strip()}-x"
+    (dead_folder / "shards").mkdir(parents=True)
+    with atomic_path(version / "calibration.json") as live:  # this process: alive
+        pathlib.Path(live).write_text("{}")
+        removed = remove_orphaned_temporaries(tmp_path)
+        assert pathlib.Path(live).exists()
+    assert sorted(removed) == sorted(
+        [dead_file.relative_to(tmp_path).as_posix(), dead_folder.relative_to(tmp_path).as_posix()]
+    )
+    assert not dead_file.exists() and not dead_folder.exists()
+    assert (version / "calibration.json").exists()

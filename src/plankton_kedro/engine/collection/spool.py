@@ -4,14 +4,14 @@ ingested: the spool file is a finished ``.npy`` cache, returned memory-mapped.""
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import struct
 import tempfile
 import weakref
 from pathlib import Path
 
 import numpy as np
+
+from plankton_kedro.engine.atomic import orphaned, process_tag
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class NpySpool:
         remove_orphaned_spools(folder)
         self.file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (closed in `mapped`)
             dir=folder,
-            prefix=f"{SPOOL_PREFIX}{_owner()}-",
+            prefix=f"{SPOOL_PREFIX}{process_tag()}-",
             suffix=".npy",
             delete=False,
             buffering=self.WRITE_BUFFER,
@@ -69,19 +69,12 @@ class NpySpool:
         return np.lib.format.magic(1, 0) + struct.pack("<H", len(body)) + body
 
 
-def _owner() -> str:
-    """``<host>_<pid>``: which process a spool file belongs to (hosts may share a disk)."""
-    return f"{socket.gethostname().replace('-', '_')}_{os.getpid()}"
-
-
 def remove_orphaned_spools(folder: str | Path) -> None:
     """Delete the spool files of processes of this host that no longer run (a killed
     ingestion: the spool grows with its progress, hundreds of GB on WHOI), with a log line."""
-    host = socket.gethostname().replace("-", "_")
     removed = []
-    for path in Path(folder).glob(f"{SPOOL_PREFIX}{host}_*-*.npy"):
-        pid = path.name[len(SPOOL_PREFIX) + len(host) + 1 :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+    for path in Path(folder).glob(f"{SPOOL_PREFIX}*.npy"):
+        if orphaned(path.name, SPOOL_PREFIX):
             path.unlink(missing_ok=True)
             removed.append(path.name)
     if removed:
@@ -91,13 +84,3 @@ def remove_orphaned_spools(folder: str | Path) -> None:
             len(removed),
             ", ".join(removed[:3]),
         )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
