@@ -39,7 +39,7 @@ def imagenet_backbone(name: str) -> nn.Module:
         raise WeightsUnavailableError(
             f"Could not get ImageNet weights for timm model '{name}': they are not in the local "
             f"hub cache and {endpoint.hostname} could not be used ({reason}). "
-            "If this machine is offline, download the weights where there is internet "
+            "Without internet access, download the weights on a computer that has it "
             f"(python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
             "the hub cache; or save the backbone's state_dict with safetensors) and run with "
             "--params model.pretrained=/path/to/weights.safetensors "
