@@ -143,7 +143,8 @@ class TrackingHooks:
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], catalog) -> None:
         self._run, self._catalog = None, catalog
-        settings = TrackingParams(**(catalog.load("parameters").get("tracking") or {}))
+        parameters = catalog.load("parameters")
+        settings = TrackingParams(**(parameters.get("tracking") or {}))
         if not settings.enabled:
             return
         project = Path(run_params.get("project_path") or Path.cwd())
@@ -160,7 +161,7 @@ class TrackingHooks:
                     "kedro.save_version": self._version,
                     "kedro.session_id": str(run_params.get("session_id") or ""),
                 },
-                parameters=catalog.load("parameters"),
+                parameters=parameters,
             )
         except PlanktonUserError as exc:
             raise click.ClickException(str(exc)) from None

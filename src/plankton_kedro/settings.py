@@ -19,12 +19,12 @@ warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\
 # kedro-viz 12.5 on FastAPI's newest release: about kedro-viz's code, printed by every viz build
 warnings.filterwarnings("ignore", message=r"ORJSONResponse is deprecated")
 
-# pluggy calls the last registered first: tracking's closing line follows the run summary, and
-# a failed run's MLflow record is closed before the error is shortened to one line
 # `kedro viz build --include-previews`: one line for the datasets not saved yet, not a full
 # exception each (Kedro's logging.yml may not name filter classes, hence here)
 logging.getLogger(PREVIEW_LOGGER).addFilter(UnsavedPreviewSummary())
 
+# pluggy calls the last registered first: tracking's closing line follows the run summary, and
+# a failed run's MLflow record is closed before the error is shortened to one line
 HOOKS = (UserErrorHooks(), TrackingHooks(), PreflightHooks(), RunSummaryHooks())
 
 # Parameters gain `runs` (each run's route, seed, network); conf/local applies under any --env;

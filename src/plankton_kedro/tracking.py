@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,4 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)

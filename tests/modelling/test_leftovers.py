@@ -31,7 +31,11 @@ def test_temporary_files_of_a_killed_run_are_removed_by_the_next(tmp_path):
     folder = tmp_path / "in_domain_fine_tuning"
     folder.mkdir()
     (folder / "state.pt").write_bytes(b"kept")
-    (folder / "state.pt.tmp-1234abcd").write_bytes(b"half written")
+    killed = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    host = process_tag().rsplit("_", 1)[0]
+    name = f"state.pt.tmp-{host}_{killed.stdout.strip()}-1234abcd"  # as atomic_path names it
+    (folder / name).write_bytes(b"half written")
     with stage_lock(folder):
         assert sorted(p.name for p in folder.iterdir()) == [".lock", "state.pt"]
 

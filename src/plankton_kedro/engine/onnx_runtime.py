@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from plankton_kedro.engine.collection.layouts import SkippedFile
-from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
+from plankton_kedro.engine.collection.preprocessing import CachePreprocessing, centre_crop
 from plankton_kedro.engine.collection.scan import decode_files
 
 
@@ -40,8 +40,7 @@ class OnnxClassifier:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for uint8 ``(n, cache_size, cache_size, 3)`` images."""
-        offset = (self.preprocessing.cache_size - self.crop) // 2
-        crops = images[:, offset : offset + self.crop, offset : offset + self.crop]
+        crops = centre_crop(images, self.crop)
         name = self.sidecar["input"]["name"]
         return self.session.run(None, {name: np.ascontiguousarray(crops, dtype=np.uint8)})[0]
 

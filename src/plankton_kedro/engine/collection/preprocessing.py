@@ -158,3 +158,10 @@ def recorded_preprocessing(manifest: pd.DataFrame) -> CachePreprocessing | None:
 def background_kind(level: int) -> str:
     """``white``, ``black`` or ``grey`` for a border grey level."""
     return "white" if level >= WHITE_FROM else "black" if level <= BLACK_UP_TO else "grey"
+
+
+def centre_crop(images: np.ndarray, crop: int) -> np.ndarray:
+    """The centre ``crop`` x ``crop`` square of ``(..., side, side, channels)`` cached images:
+    what evaluation and prediction feed the network."""
+    offset = (images.shape[-3] - crop) // 2
+    return images[..., offset : offset + crop, offset : offset + crop, :]

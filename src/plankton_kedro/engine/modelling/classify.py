@@ -24,6 +24,7 @@ from plankton_kedro.engine.analysis.ensemble import combine
 from plankton_kedro.engine.checkpoint import AnyCheckpoint, EnsembleCheckpoint
 from plankton_kedro.engine.collection.frame_crop import FrameCrop
 from plankton_kedro.engine.collection.layouts import SkippedFile
+from plankton_kedro.engine.collection.preprocessing import centre_crop
 from plankton_kedro.engine.collection.scan import decode_files
 
 from .data import normalise
@@ -78,8 +79,7 @@ class Classifier:
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Probabilities ``(n, k)`` and the first member's 512-d embeddings for ``images``
         (uint8 ``(n, cache_size, cache_size, 3)``, centre-cropped here)."""
-        offset = (self.cache_size - self.crop) // 2
-        crops = images[:, offset : offset + self.crop, offset : offset + self.crop]
+        crops = centre_crop(images, self.crop)
         batch = torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).to(self.device)
         logits, embeddings = [], None
         for net, (mean, std) in zip(self.nets, self.norms, strict=True):

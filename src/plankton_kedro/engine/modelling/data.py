@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from plankton_kedro.engine.collection.preprocessing import centre_crop
 from plankton_kedro.engine.errors import StageInputError
 
 
@@ -82,8 +83,7 @@ class CachedImages(Dataset):
             if vflip:
                 image = image[::-1, :]
         else:
-            offset = (side - crop) // 2
-            image = image[offset : offset + crop, offset : offset + crop]
+            image = centre_crop(image, crop)
         return _to_tensor(image), label
 
 

@@ -105,7 +105,12 @@ def fit(
             "%straining on %s, %s, %d process(es), %d torch thread(s) each; lr schedule %s, "
             "early stopping after epoch %d",
             log_prefix,
-            *runtime.values(),
+            runtime["device"],
+            runtime["precision"],
+            runtime["world_size"],
+            runtime["torch_threads"],
+            runtime["lr_schedule"],
+            runtime["early_stopping_from_epoch"],
         )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=training.label_smoothing)

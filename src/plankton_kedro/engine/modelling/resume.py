@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from plankton_kedro.engine.atomic import TEMPORARY_MARK, atomic_path
+from plankton_kedro.engine.atomic import atomic_path, remove_orphaned_temporaries
 from plankton_kedro.engine.config import DataParams, ModelParams, TrainingParams
 from plankton_kedro.engine.errors import ResumeMismatchError, StageBusyError
 
@@ -76,15 +76,14 @@ def stage_lock(folder: str | Path) -> Iterator[None]:
 
 
 def _remove_temporaries(folder: Path) -> None:
-    leftovers = sorted(folder.glob(f"*{TEMPORARY_MARK}*"))
-    for path in leftovers:
-        path.unlink(missing_ok=True)
+    """A state folder outside ``data/`` is not swept by the run's start: sweep it here."""
+    leftovers = remove_orphaned_temporaries(folder)
     if leftovers:
         logger.info(
             "%s: removed %d temporary file(s) left by an interrupted run (%s)",
             folder,
             len(leftovers),
-            ", ".join(p.name for p in leftovers[:3]),
+            ", ".join(leftovers[:3]),
         )
 
 
