@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,18 @@ torch.set_num_threads(1)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TINY_MODEL = "test_efficientnet"
+
+
+def copy_project(root: Path) -> Path:
+    """A throw-away project at ``root``: conf/, pyproject.toml and the demo archives (src/ is
+    empty: the package is installed), so ``kedro run`` there writes only there."""
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
+    (root / "src").mkdir()
+    (root / "data" / "01_raw").mkdir(parents=True)
+    for archive in ("demo_source.zip", "demo_target.zip"):
+        shutil.copy(PROJECT_ROOT / "data" / "01_raw" / archive, root / "data" / "01_raw")
+    return root
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_kedro_run import SMALLEST, _copy_project
+from .conftest import copy_project
+from .test_kedro_run import SMALLEST
 
 ROUTES = ("in_domain", "out_of_domain", "two_stage")
 _project: Path | None = None
@@ -20,7 +21,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     test session, tiny settings); its output is in ``run.log``."""
     global _project
     if _project is None:
-        root = _copy_project(tmp_path_factory.mktemp("demo_outputs"))
+        root = copy_project(tmp_path_factory.mktemp("demo_outputs"))
         result = run_kedro(root, "run", f"--pipelines={','.join(ROUTES)}", "--params", SMALLEST)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         (root / "run.log").write_text(result.stdout + result.stderr)

@@ -20,7 +20,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from plankton_kedro.engine.analysis.calibration import TEMPERATURE_BOUNDS
 from plankton_kedro.engine.checkpoint import load_checkpoint
-from tests.conftest import PROJECT_ROOT, TINY_MODEL
+from tests.conftest import PROJECT_ROOT, TINY_MODEL, copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +33,7 @@ SMALLEST = (
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """conf/, pyproject.toml and the demo archives; outputs land in this copy only."""
-    return _copy_project(tmp_path_factory.mktemp("project"))
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 def kedro(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -214,7 +214,7 @@ def test_ingestion_lists_every_bad_file_with_its_reason(project, tmp_path):
 def test_tracking_switched_off_writes_no_store_and_a_dead_server_stops_the_run(tmp_path):
     """Catches ``tracking.enabled=false`` ignored, and a mistyped server found only after
     training (or as a traceback)."""
-    project = _copy_project(tmp_path)
+    project = copy_project(tmp_path)
     # the singular --pipeline (deprecated by Kedro 1.7, documented nowhere) still works
     off = kedro(project, "--pipeline=in_domain", "--params", f"{SMALLEST},tracking.enabled=false")
     assert off.returncode == 0, off.stdout[-3000:] + off.stderr[-3000:]
@@ -304,23 +304,12 @@ def test_imagenet_weights_unavailable_stops_the_run_before_any_node(project):
     assert "Running node" not in output
 
 
-def _copy_project(root: Path) -> Path:
-    """conf/, pyproject.toml and the demo archives (src/ empty: the package is installed)."""
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", root / "pyproject.toml")
-    (root / "src").mkdir()
-    (root / "data" / "01_raw").mkdir(parents=True)
-    for archive in ("demo_source.zip", "demo_target.zip"):
-        shutil.copy(PROJECT_ROOT / "data" / "01_raw" / archive, root / "data" / "01_raw")
-    return root
-
-
 def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
     """SIGTERM during stage 1, same command again: it resumes, and ends with the same
     weights and a complete history, like an uninterrupted run."""
     params = SMALLEST.replace("training.max_epochs=1", "training.max_epochs=6")
     args = ["--pipelines=two_stage", "--params", params]
-    killed = _copy_project(tmp_path / "killed")
+    killed = copy_project(tmp_path / "killed")
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
     command = [str(Path(sys.executable).with_name("kedro")), "run", *args]
     process = subprocess.Popen(
@@ -337,7 +326,7 @@ def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
     assert "two_stage/pretraining resuming the interrupted run" in resumed.stdout
     assert "two_stage/pretraining epoch 1/6" not in resumed.stdout
 
-    uninterrupted = _copy_project(tmp_path / "uninterrupted")
+    uninterrupted = copy_project(tmp_path / "uninterrupted")
     assert kedro(uninterrupted, *args).returncode == 0
     for model in ("source_model", "target_model"):
         a = latest_checkpoint(killed, f"data/06_models/two_stage/{model}.pt")
@@ -350,7 +339,7 @@ def test_a_run_killed_in_stage_one_resumes_where_it_stopped(tmp_path):
 def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
     """The multi-node recipe on one machine: ingestion with kedro, stage 1 as two torchrun
     ranks (gloo), stage 2 and evaluation with kedro from the saved stage-1 model."""
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     assert kedro(project, "--pipelines=ingestion", "--params", SMALLEST).returncode == 0
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1"}
     torchrun = [
@@ -380,7 +369,7 @@ def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
 
 
 def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_path):
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     first = kedro(project, "--pipelines=compare", "--params", SMALLEST)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     table = pd.read_csv(latest(project, "data/08_reporting/compare/route_comparison.csv"))
@@ -403,7 +392,7 @@ def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_p
 
 def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_path):
     """Catches members scored, combined or thresholded on the test split instead of val."""
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     result = kedro(project, "--pipelines=ensembling", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = latest_json(project, "data/08_reporting/ensemble/ensemble_report.json")
@@ -470,7 +459,7 @@ def _new_images(root: Path) -> Path:
 
 
 def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(tmp_path):
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     assert kedro(project, "--pipelines=two_stage", "--params", SMALLEST).returncode == 0
     folder = _new_images(tmp_path / "new")
     archive = Path(shutil.make_archive(str(tmp_path / "new_images"), "zip", folder))
@@ -537,7 +526,7 @@ def test_download_pipeline_fetches_verifies_and_fails_clearly_offline(tmp_path):
     import http.server
     import threading
 
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     served = PROJECT_ROOT / "data" / "01_raw"
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from kedro.config import MissingConfigException, OmegaConfigLoader
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
 
 from plankton_kedro.engine import config as models
@@ -55,17 +58,35 @@ class PlanktonConfigLoader(OmegaConfigLoader):
     """See the module: runs parameters, conf/local on top of any environment, known keys."""
 
     def __getitem__(self, key: str) -> Any:
-        config = super().__getitem__(key)
-        if key in ALWAYS_LOCAL and self._env_replaces_local():
-            config = {**config, **self._local(key)}
-            if key == "parameters":  # what --params sets wins over conf/local too
-                config = deep_merge(config, self.runtime_params or {})
+        try:
+            config = super().__getitem__(key)
+            if key in ALWAYS_LOCAL and self._env_replaces_local():
+                config = {**config, **self._local(key)}
+                if key == "parameters":  # what --params sets wins over conf/local too
+                    config = deep_merge(config, self.runtime_params or {})
+        except (yaml.YAMLError, OmegaConfBaseException, ValueError) as exc:
+            raise ConfigurationError(self._unreadable(exc)) from None
         if key == "parameters":
             if self.runtime_params:
                 self._check_runtime_keys(self._written_parameters())
-                _check_values(config, self.runtime_params)
+            _check_values(config, set(self.runtime_params or {}))
             config = {**config, RUNS_KEY: all_runs()}
         return config
+
+    def _unreadable(self, exc: Exception) -> str:
+        """One line for a configuration file that cannot be read, naming the file even where
+        the YAML error does not (a duplicate key)."""
+        text = _one_line(exc)
+        if "<file>" in text or "<unicode string>" in text:
+            for path in sorted(Path(self.conf_source).rglob("*.yml")):
+                try:
+                    OmegaConf.load(path)
+                except yaml.MarkedYAMLError as error:
+                    line = error.problem_mark.line + 1 if error.problem_mark else "?"
+                    return f"configuration: {path}, line {line}: {error.problem}"
+                except (yaml.YAMLError, OmegaConfBaseException) as error:
+                    return f"configuration: {path}: {_one_line(error)}"
+        return f"configuration: {text}"
 
     def _env_replaces_local(self) -> bool:
         return self.env not in (None, "", self.default_run_env, self.base_env)
@@ -128,11 +149,18 @@ def _known(key: str, section: dict[str, Any], prefix: str) -> None:
     raise ConfigurationError(f"--params {prefix}{key}: there is no such parameter{hint}")
 
 
-def _check_values(parameters: dict[str, Any], runtime: dict[str, Any]) -> None:
-    """Validate each section that ``--params`` changed with its parameter model, so that a
-    refused value is one line naming the key (the files' own values are validated by Kedro
-    when the nodes receive them)."""
-    for section in runtime:
+def _one_line(exc: Exception) -> str:
+    """A YAML or OmegaConf error's text on one line (file, line and problem)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+def _check_values(parameters: dict[str, Any], from_command_line: set[str]) -> None:
+    """Validate every section with its parameter model before any node runs, so that a
+    refused value or an unknown key, in a file or given with ``--params``, is one line
+    naming the key, not Kedro's validation traceback when a node receives it."""
+    for section in parameters:
+        origin = "--params" if section in from_command_line else "parameter"
         if section == "preprocessing":
             pairs = [
                 (f"preprocessing.{name}.", models.PreprocessingParams, value)
@@ -146,13 +174,37 @@ def _check_values(parameters: dict[str, Any], runtime: dict[str, Any]) -> None:
             try:
                 model.model_validate(value)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                names = []  # field names, not the union member tags pydantic appends
-                for part in first["loc"]:
-                    if isinstance(part, str) and ("[" in part or "(" in part):
-                        break
-                    names.append(str(part))
-                where = ".".join(names)
-                raise ConfigurationError(
-                    f"--params {prefix}{where}: {first['msg']} (got {first.get('input')!r})"
-                ) from None
+                raise ConfigurationError(_refusal(exc, f"{origin} {prefix}", model)) from None
+
+
+def _refusal(exc: ValidationError, where: str, model: type[BaseModel]) -> str:
+    """The first error of a parameter model as ``<where><key>: <problem>``; an unknown key
+    gets the closest known one."""
+    first = exc.errors()[0]
+    names = []  # field names, not the union member tags pydantic appends
+    for part in first["loc"]:
+        if isinstance(part, str) and ("[" in part or "(" in part):
+            break
+        names.append(str(part))
+    key = ".".join(names)
+    if first["type"] == "extra_forbidden":
+        fields = _fields_at(model, names[:-1])
+        close = difflib.get_close_matches(names[-1], fields, n=1)
+        parent = where.split(" ", 1)[1] + "".join(f"{name}." for name in names[:-1])
+        hint = f"; did you mean {parent}{close[0]}?" if close else ""
+        return f"{where}{key}: there is no such parameter{hint}"
+    message = first["msg"].removeprefix("Value error, ")
+    given = first.get("input")
+    shown = f"got {given}" in message or (isinstance(given, str) and repr(given) in message)
+    return f"{where}{key}: {message}{'' if shown else f' (got {given!r})'}"
+
+
+def _fields_at(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The field names of the (nested) parameter model at ``path`` (empty if not a model)."""
+    for name in path:
+        field = model.model_fields.get(name)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -219,9 +219,10 @@ def test_documented_entries_drive_a_kedro_ingestion_run(tmp_path, env):
     """WHOI yearly archives as source, WHOI-22 as target, from conf/local/catalog.yml exactly as
     documented: `kedro run --pipelines=ingestion` (and with the paper's recipe, `--env paper`,
     which must not fall back to the bundled demo) ingests them, with the year column."""
-    from tests.test_kedro_run import _copy_project, kedro, latest, latest_json
+    from tests.conftest import copy_project
+    from tests.test_kedro_run import kedro, latest, latest_json
 
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     raw = project / "data" / "01_raw"
     public_sets.whoi_years(raw, years=(2006, 2007))
     public_sets.whoi22(raw)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import pickle
+import warnings
 
 import torch
 from kedro.io import DatasetError
@@ -12,6 +14,8 @@ from plankton_kedro.engine.errors import CheckpointError
 
 from ._previews import JSONPreview, checkpoint_preview
 from ._versioned import VersionedFileDataset
+
+PICKLE_PROTOCOL_MARK = b"\x80"  # first byte of a pickle of protocol 2 or later (torch.save: zip)
 
 
 class CheckpointDataset(VersionedFileDataset):
@@ -32,9 +36,12 @@ class CheckpointDataset(VersionedFileDataset):
                 f"{path} is empty (0 bytes): not a checkpoint; choose another version or retrain"
             )
         try:
-            data = torch.load(buffer, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on a plain pickle's protocol
+                warnings.simplefilter("ignore", UserWarning)
+                data = torch.load(buffer, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DatasetError(f"{path} is not a readable checkpoint: {_reason(exc)}") from None
+            reason = _reason(exc, buffer.getvalue()[:1])
+            raise DatasetError(f"{path} is not a readable checkpoint: {reason}") from None
         try:
             checkpoint = load_checkpoint(data, source=path)
         except CheckpointError as exc:
@@ -55,14 +62,23 @@ class CheckpointDataset(VersionedFileDataset):
         return checkpoint_preview(self.load())
 
 
-def _reason(exc: Exception) -> str:
-    """Why torch could not read the file, without torch's advice to load it with
-    ``weights_only=False`` (that would run whatever code the file holds)."""
+def _reason(exc: Exception, first_byte: bytes) -> str:
+    """Why torch could not read the file, in one short sentence and without torch's advice
+    to load it with ``weights_only=False`` (that would run whatever code the file holds)."""
     text = str(exc)
-    if "weights_only" in text or "Unsupported global" in text:
+    if first_byte == PICKLE_PROTOCOL_MARK:
+        return (
+            "it is a plain Python pickle, not a PyTorch checkpoint (never unpickled here: "
+            "unpickling can run any code)"
+        )
+    if "Unsupported global" in text:
         return (
             "it holds Python objects other than tensors and plain values, which are never "
             "unpickled here (a file from another program, or not trusted)"
         )
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    if "weights_only" in text or isinstance(exc, pickle.UnpicklingError):
+        return "it is not a PyTorch file (corrupt, or another program's format)"
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(exc).__name__
+    if "PytorchStreamReader" in text:
+        return f"the file is truncated or corrupt ({first})"
+    return f"{type(exc).__name__}: {first}"

@@ -59,7 +59,7 @@ class PredictionModelDataset(AbstractDataset[None, dict]):
     def load(self) -> dict[str, Any]:
         if self._model.endswith((".pt", ".pth")) and "@" not in self._model:
             if not Path(self._model).is_file():
-                raise DatasetError(f"predict_model: no checkpoint file {self._model}")
+                raise DatasetError(f"no checkpoint file {self._model}")
             return {"model": CheckpointDataset(filepath=self._model).load(), "calibration": None}
         name, _, pinned = self._model.partition("@")
         path = self._ensemble_model if name == "ensemble" else _for_run(self._target_model, name)

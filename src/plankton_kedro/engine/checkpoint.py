@@ -214,6 +214,8 @@ def load_checkpoint(data: Any, *, source: str = "checkpoint") -> AnyCheckpoint:
     reader = _read_ensemble if data.get("kind") == "ensemble" else _read_model
     try:
         return reader(data, schema, source)
+    except CheckpointError as exc:  # a field's value that cannot be (image_size > cache_size)
+        raise CheckpointError(f"{source}: {exc}") from None
     except (KeyError, TypeError, ValueError) as exc:
         missing = f"no {exc.args[0]}" if isinstance(exc, KeyError) else str(exc)
         raise CheckpointError(f"{source} is not a plankton-kedro checkpoint ({missing})") from None

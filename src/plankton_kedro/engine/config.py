@@ -17,6 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 PRETRAINED_CHOICES = ("none", "imagenet")
 
 
+def unknown_timm_model(name: str) -> str | None:
+    """Why ``name`` is not a timm model name, with the closest ones; None when it is one."""
+    import timm
+
+    if timm.is_model(name):
+        return None
+    close = difflib.get_close_matches(name, timm.list_models(), n=5)
+    hint = f"; did you mean: {', '.join(close)}?" if close else ""
+    return f"'{name}' is not a timm {timm.__version__} model name{hint}"
+
+
 class _Strict(BaseModel):
     """Base: unknown keys are errors (a typo must not be silently ignored)."""
 
@@ -33,12 +44,9 @@ class ModelParams(_Strict):
     @field_validator("name")
     @classmethod
     def _known_timm_model(cls, name: str) -> str:
-        import timm
-
-        if not timm.is_model(name):
-            close = difflib.get_close_matches(name, timm.list_models(), n=5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise ValueError(f"'{name}' is not a timm model name.{hint}")
+        problem = unknown_timm_model(name)
+        if problem:
+            raise ValueError(problem)
         return name
 
     @field_validator("pretrained")

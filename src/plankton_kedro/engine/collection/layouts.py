@@ -42,6 +42,15 @@ class SkippedFile:
     reason: str
 
 
+def nothing_usable(location: object, n_files: int, skipped: list[SkippedFile]) -> str:
+    """Why a collection gave no image, for an error message: empty, or the first skips."""
+    if n_files == 0:
+        return f"{location} holds no files"
+    listed = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+    more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return f"no usable image among the {n_files} files of {location} ({listed}{more})"
+
+
 def skip_reason(rel_path: str, layout: str = "imagefolder") -> str | None:
     """Why a file cannot be an image of a class, judged from its path alone; None if it may be."""
     name = rel_path.rsplit("/", 1)[-1]

@@ -109,19 +109,24 @@ def scan_images(
         parted=parted,
         frame_crop=frame_crop,
     )
-    for count, outcome in enumerate(decoded, 1):
-        if isinstance(outcome, SkippedFile):
-            rejected.append(outcome)
-        elif outcome[0]["label"] in excluded_names:
-            excluded[outcome[0]["label"]] = excluded.get(outcome[0]["label"], 0) + 1
-        else:
-            rows.append(outcome[0])
-            if spool is None:
-                in_memory.append(outcome[1])
+    try:
+        for count, outcome in enumerate(decoded, 1):
+            if isinstance(outcome, SkippedFile):
+                rejected.append(outcome)
+            elif outcome[0]["label"] in excluded_names:
+                excluded[outcome[0]["label"]] = excluded.get(outcome[0]["label"], 0) + 1
             else:
-                spool.write(np.ascontiguousarray(outcome[1]).tobytes())
-        if progress is not None:
-            progress(count)
+                rows.append(outcome[0])
+                if spool is None:
+                    in_memory.append(outcome[1])
+                else:
+                    spool.write(np.ascontiguousarray(outcome[1]).tobytes())
+            if progress is not None:
+                progress(count)
+    except BaseException:
+        if spool is not None:  # a broken archive or an interrupt: no half-written spool left
+            spool.discard()
+        raise
     labels = {row["label"] for row in rows}
     skipped = sorted([*source.skipped, *rejected], key=lambda item: item.path)
     return ScanResult(

@@ -62,6 +62,11 @@ class NpySpool:
         weakref.finalize(images, _remove, self.file.name)
         return images
 
+    def discard(self) -> None:
+        """Close and delete the spool of a scan that failed."""
+        self.file.close()
+        self._cleanup()
+
     def _header(self, count: int) -> bytes:
         shape = (count, self.size, self.size, 3)
         header = repr({"descr": "|u1", "fortran_order": False, "shape": shape})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 import timm
@@ -11,6 +10,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from plankton_kedro.engine.checkpoint import Checkpoint
+from plankton_kedro.engine.config import unknown_timm_model
 from plankton_kedro.engine.errors import CheckpointError, ModelConfigError
 
 from .weights import imagenet_backbone, load_backbone_weights, pretrained_tag
@@ -118,6 +118,9 @@ def model_from_checkpoint(checkpoint: Checkpoint, *, image_size: int | None = No
 
     ``image_size``: the crop side it will be used at (default: the checkpoint's own).
     """
+    unknown = unknown_timm_model(checkpoint.model_name)
+    if unknown:  # a file made with a newer timm, or edited
+        raise CheckpointError(f"checkpoint {checkpoint.label}: {unknown}")
     net, _ = build_model(
         checkpoint.model_name,
         len(checkpoint.class_names),
@@ -144,11 +147,10 @@ def _first_mismatch(message: str) -> str:
 
 
 def check_model_name(name: str) -> None:
-    """Fail with the closest timm names when ``name`` is not a timm model."""
-    if not timm.is_model(name):
-        close = difflib.get_close_matches(name, timm.list_models(), n=5)
-        hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        raise ModelConfigError(f"'{name}' is not a timm model name (model.name){hint}")
+    """Fail with the closest timm names when ``name`` (model.name) is not a timm model."""
+    unknown = unknown_timm_model(name)
+    if unknown:
+        raise ModelConfigError(f"model.name: {unknown}")
 
 
 def check_image_size(name: str, image_size: int) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from plankton_kedro.engine.collection.hygiene import EXCLUDED, assign_splits
+from plankton_kedro.engine.collection.layouts import nothing_usable
 from plankton_kedro.engine.collection.preprocessing import (
     CachePreprocessing,
     background_kind,
@@ -88,9 +89,8 @@ def scan_collection(
     )
     if len(result.records) == 0:
         raise CollectionError(
-            f"{images.location}: no usable image found in {result.n_files} files; expected "
-            "class folders of images ([top/]<class>/<image>). Skipped: "
-            + "; ".join(f"{s.path}: {s.reason}" for s in result.skipped[:5])
+            f"{nothing_usable(images.location, result.n_files, result.skipped)}; expected "
+            "class folders of images ([top/]<class>/<image>)"
         )
     records = result.records.copy()
     if images.split_lists:  # unlisted files were never read (ImageSource.unlisted)

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from plankton_kedro.engine.checkpoint import EnsembleCheckpoint
+from plankton_kedro.engine.collection.layouts import nothing_usable
 from plankton_kedro.engine.collection.sources import ImageSource, MergedImageSource
 from plankton_kedro.engine.config import PredictParams
 from plankton_kedro.engine.errors import StageInputError
@@ -43,11 +44,9 @@ def predict_images(
     skipped = sorted([*predict_images.skipped, *result.skipped], key=lambda s: s.path)
     n = len(result.predictions)
     if n == 0:  # nothing to write: no empty table becomes the newest version
-        listed = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
         raise StageInputError(
-            f"no image to classify in {predict_images.location} ({len(skipped)} files "
-            f"skipped{': ' + listed if listed else ''}{' …' if len(skipped) > 3 else ''}); "
-            "point predict_images at a folder or archive of images"
+            f"nothing to classify: {nothing_usable(predict_images.location, len(skipped), skipped)}"
+            "; point predict_images at a folder or archive of images"
         )
     counts = classify.class_counts(result.predictions, classifier.class_names)
     report = {
