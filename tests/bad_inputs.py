@@ -76,6 +76,11 @@ def png(seed: int, size: tuple[int, int] = (16, 16), mode: str = "L") -> bytes:
     return buffer.getvalue()
 
 
+def noise(size: int, seed: int) -> bytes:
+    """Random bytes, the same on every run."""
+    return np.random.default_rng(seed).bytes(size)
+
+
 def class_members(classes: tuple[str, ...], per_class: int, seed: int) -> dict[str, bytes]:
     """``{<class>/<nnn>.png: bytes}``: a valid collection of distinct images."""
     return {
@@ -271,7 +276,7 @@ def write_corpus(corpus: Path) -> list[BadInput]:  # noqa: PLR0915 - one block p
 
     # collections that cannot be used at all
     ingest("missing path", corpus / "nowhere.zip", error="nowhere.zip does not exist")
-    (corpus / "not_a_zip.zip").write_bytes(os.urandom(2048))
+    (corpus / "not_a_zip.zip").write_bytes(noise(2048, seed=1))
     ingest("random bytes named .zip", corpus / "not_a_zip.zip", error="not_a_zip.zip")
     whole = write_zip(corpus / "whole.zip", GOOD).read_bytes()
     (corpus / "truncated.zip").write_bytes(whole[: len(whole) // 2])
@@ -291,7 +296,7 @@ def write_corpus(corpus: Path) -> list[BadInput]:  # noqa: PLR0915 - one block p
     whole_tar = attack_tar(corpus / "whole.tar.gz").read_bytes()
     (corpus / "truncated.tar.gz").write_bytes(whole_tar[: len(whole_tar) // 2])
     ingest("truncated tar.gz", corpus / "truncated.tar.gz", error="truncated.tar.gz")
-    (corpus / "images.rar").write_bytes(b"Rar!\x1a\x07\x00" + os.urandom(64))
+    (corpus / "images.rar").write_bytes(b"Rar!\x1a\x07\x00" + noise(64, seed=2))
     ingest("unsupported archive kind", corpus / "images.rar", error="images.rar")
 
     # archive attacks and bombs: the member is refused and reported, the rest is ingested
@@ -438,6 +443,15 @@ def write_corpus(corpus: Path) -> list[BadInput]:  # noqa: PLR0915 - one block p
         {"conf/local/catalog.yml": f"source_images:\n  type: {IMAGES}et\n  path: x\n"},
         "ImageSourceDatasetet",
     )
+    cases.append(
+        BadInput(
+            "unknown model name in a parameters file",
+            "in_domain",
+            f"source_images={good_source},{with_target}",
+            error="model.name: 'resnet_18' is not a timm",
+            conf={"conf/local/parameters.yml": "model:\n  name: resnet_18\n"},
+        )
+    )
     configured(
         "misspelled key in a parameters file",
         {"conf/local/parameters.yml": "training:\n  max_epoch: 3\n"},
@@ -495,7 +509,7 @@ def write_corpus(corpus: Path) -> list[BadInput]:  # noqa: PLR0915 - one block p
     predict_with("empty checkpoint", models / "empty.pt", "is empty (0 bytes)")
     (models / "truncated.pt").write_bytes(whole_model[: len(whole_model) // 2])
     predict_with("truncated checkpoint", models / "truncated.pt", "truncated or corrupt")
-    (models / "random.pt").write_bytes(os.urandom(4096))
+    (models / "random.pt").write_bytes(noise(4096, seed=3))
     predict_with("random bytes as checkpoint", models / "random.pt", "not a PyTorch file")
     torch.save({"model": zipfile.ZipInfo("x")}, models / "foreign.pt")
     predict_with("pickled object", models / "foreign.pt", "holds Python objects")
@@ -569,3 +583,7 @@ if __name__ == "__main__":
     for case in write_corpus(folder):
         expected = f"Error: ...{case.error}..." if case.error else "runs; report lists the skips"
         print(f"{case.name}:\n  kedro {' '.join(case.command(folder))}\n  -> {expected}")
+        for path, text in case.conf.items():
+            print(f"  (with {path} holding {text!r})")
+        if case.hold_lock:
+            print(f"  (while another run trains the stage of {case.hold_lock})")

@@ -506,7 +506,7 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     nothing = kedro(project, "--pipelines=predict", "--params", f"predict_images={empty}")
     assert nothing.returncode == 1 and "Traceback" not in nothing.stdout + nothing.stderr
     (error,) = [line for line in nothing.stderr.splitlines() if line.startswith("Error:")]
-    assert "no image to classify" in error and "station_b/notes.txt" in error
+    assert "nothing to classify" in error and "station_b/notes.txt" in error
     assert sorted((project / "data/07_model_output/predictions/predictions.csv").iterdir()) == (
         versions
     )

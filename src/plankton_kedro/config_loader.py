@@ -21,6 +21,8 @@ from typing import Any
 import click
 import yaml
 from kedro.config import MissingConfigException, OmegaConfigLoader
+from kedro.framework.context import KedroContext
+from kedro.validation import ParameterValidationError
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ValidationError
@@ -149,13 +151,30 @@ def _known(key: str, section: dict[str, Any], prefix: str) -> None:
     raise ConfigurationError(f"--params {prefix}{key}: there is no such parameter{hint}")
 
 
+class PlanktonContext(KedroContext):
+    """Kedro's context, whose validation of the nodes' parameters (it instantiates their
+    models, looking model names up in timm) ends in one ``Error:`` line, not a traceback."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        try:
+            return super().params
+        except ParameterValidationError as exc:
+            raw = self.config_loader["parameters"]
+            _check_values(raw, set(), check_timm_names=True)  # raises the one-line form
+            first = next((line for line in str(exc).splitlines() if line.startswith("- ")), "")
+            raise ConfigurationError(first.removeprefix("- ") or _one_line(exc)) from None
+
+
 def _one_line(exc: Exception) -> str:
     """A YAML or OmegaConf error's text on one line (file, line and problem)."""
     text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     return text or type(exc).__name__
 
 
-def _check_values(parameters: dict[str, Any], from_command_line: set[str]) -> None:
+def _check_values(
+    parameters: dict[str, Any], from_command_line: set[str], *, check_timm_names: bool = False
+) -> None:
     """Validate every section with its parameter model before any node runs, so that a
     refused value or an unknown key, in a file or given with ``--params``, is one line
     naming the key, not Kedro's validation traceback when a node receives it."""
@@ -171,8 +190,11 @@ def _check_values(parameters: dict[str, Any], from_command_line: set[str]) -> No
         else:
             continue
         for prefix, model, value in pairs:
+            # a model name is looked up in timm (seconds to import) only when given on the
+            # command line; one in a file is checked when the network is built
+            context = {models.CHECK_TIMM_NAMES: check_timm_names or origin == "--params"}
             try:
-                model.model_validate(value)
+                model.model_validate(value, context=context)
             except ValidationError as exc:
                 raise ConfigurationError(_refusal(exc, f"{origin} {prefix}", model)) from None
 

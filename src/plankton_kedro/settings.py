@@ -7,7 +7,7 @@ imports) may import torch, timm or scikit-learn at module level.
 import logging
 import warnings
 
-from plankton_kedro.config_loader import PlanktonConfigLoader
+from plankton_kedro.config_loader import PlanktonConfigLoader, PlanktonContext
 from plankton_kedro.hooks import PreflightHooks, RunSummaryHooks, TrackingHooks, UserErrorHooks
 from plankton_kedro.viz_logging import PREVIEW_LOGGER, UnsavedPreviewSummary
 
@@ -29,6 +29,7 @@ HOOKS = (UserErrorHooks(), TrackingHooks(), PreflightHooks(), RunSummaryHooks())
 
 # Parameters gain `runs` (each run's route, seed, network); conf/local applies under any --env;
 # unknown --params keys are errors (plankton_kedro.config_loader).
+CONTEXT_CLASS = PlanktonContext
 CONFIG_LOADER_CLASS = PlanktonConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

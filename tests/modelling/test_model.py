@@ -111,7 +111,7 @@ def test_training_stage_checks_the_model_at_data_image_size(tiny_cache, tmp_path
 def test_unknown_timm_model_is_a_clear_user_error():
     """Catches timm's bare RuntimeError for a misspelt model name (engine used without the
     validated parameters): the message names it and the close timm names."""
-    with pytest.raises(ModelConfigError, match=r"'resnet_18' is not a timm model.*resnet18"):
+    with pytest.raises(ModelConfigError, match=r"'resnet_18' is not a timm .*; did you.*resnet18"):
         build_model("resnet_18", num_classes=3)
 
 

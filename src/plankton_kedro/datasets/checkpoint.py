@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import pickle
 import warnings
 
 import torch
@@ -15,7 +14,8 @@ from plankton_kedro.engine.errors import CheckpointError
 from ._previews import JSONPreview, checkpoint_preview
 from ._versioned import VersionedFileDataset
 
-PICKLE_PROTOCOL_MARK = b"\x80"  # first byte of a pickle of protocol 2 or later (torch.save: zip)
+PICKLE_PROTOCOL_MARK = b"\x80"  # a pickle of protocol 2 or later
+ZIP_MARK = b"PK"  # torch.save writes a zip archive
 
 
 class CheckpointDataset(VersionedFileDataset):
@@ -40,7 +40,7 @@ class CheckpointDataset(VersionedFileDataset):
                 warnings.simplefilter("ignore", UserWarning)
                 data = torch.load(buffer, map_location="cpu", weights_only=True)
         except Exception as exc:
-            reason = _reason(exc, buffer.getvalue()[:1])
+            reason = _reason(exc, buffer.getvalue()[:2])
             raise DatasetError(f"{path} is not a readable checkpoint: {reason}") from None
         try:
             checkpoint = load_checkpoint(data, source=path)
@@ -62,23 +62,25 @@ class CheckpointDataset(VersionedFileDataset):
         return checkpoint_preview(self.load())
 
 
-def _reason(exc: Exception, first_byte: bytes) -> str:
-    """Why torch could not read the file, in one short sentence and without torch's advice
-    to load it with ``weights_only=False`` (that would run whatever code the file holds)."""
+def _reason(exc: Exception, head: bytes) -> str:
+    """Why torch could not read the file (``head``: its first bytes), in one short sentence
+    and without torch's advice to load it with ``weights_only=False`` (that would run
+    whatever code the file holds)."""
     text = str(exc)
-    if first_byte == PICKLE_PROTOCOL_MARK:
+    if head.startswith(PICKLE_PROTOCOL_MARK):
         return (
             "it is a plain Python pickle, not a PyTorch checkpoint (never unpickled here: "
             "unpickling can run any code)"
         )
+    if not head.startswith(ZIP_MARK):
+        return "it is not a PyTorch file (corrupt, or another program's format)"
     if "Unsupported global" in text:
         return (
             "it holds Python objects other than tensors and plain values, which are never "
             "unpickled here (a file from another program, or not trusted)"
         )
-    if "weights_only" in text or isinstance(exc, pickle.UnpicklingError):
-        return "it is not a PyTorch file (corrupt, or another program's format)"
-    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else type(exc).__name__
     if "PytorchStreamReader" in text:
+        first = text.strip().splitlines()[0].split(". ")[0]
         return f"the file is truncated or corrupt ({first})"
-    return f"{type(exc).__name__}: {first}"
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

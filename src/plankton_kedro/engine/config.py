@@ -12,9 +12,20 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 PRETRAINED_CHOICES = ("none", "imagenet")
+
+
+CHECK_TIMM_NAMES = "check_timm_names"  # validation context key: False skips importing timm
 
 
 def unknown_timm_model(name: str) -> str | None:
@@ -26,6 +37,17 @@ def unknown_timm_model(name: str) -> str | None:
     close = difflib.get_close_matches(name, timm.list_models(), n=5)
     hint = f"; did you mean: {', '.join(close)}?" if close else ""
     return f"'{name}' is not a timm {timm.__version__} model name{hint}"
+
+
+def _timm_name(name: str, info: ValidationInfo) -> str:
+    """A field validator's check of a timm model name, unless the validation context says
+    to skip it (config loading: keeps timm out; the name is checked when the network is
+    built)."""
+    if (info.context or {}).get(CHECK_TIMM_NAMES, True):
+        problem = unknown_timm_model(name)
+        if problem:
+            raise ValueError(problem)
+    return name
 
 
 class _Strict(BaseModel):
@@ -43,11 +65,8 @@ class ModelParams(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _known_timm_model(cls, name: str) -> str:
-        problem = unknown_timm_model(name)
-        if problem:
-            raise ValueError(problem)
-        return name
+    def _known_timm_model(cls, name: str, info: ValidationInfo) -> str:
+        return _timm_name(name, info)
 
     @field_validator("pretrained")
     @classmethod
@@ -273,8 +292,8 @@ class EnsembleMember(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, name: str) -> str:
-        return ModelParams._known_timm_model(name)
+    def _known_model(cls, name: str, info: ValidationInfo) -> str:
+        return _timm_name(name, info)
 
 
 class RunParams(_Strict):
