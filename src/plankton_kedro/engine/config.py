@@ -309,8 +309,8 @@ class RunParams(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _known_model(cls, name: str | None) -> str | None:
-        return None if name is None else ModelParams._known_timm_model(name)
+    def _known_model(cls, name: str | None, info: ValidationInfo) -> str | None:
+        return None if name is None else _timm_name(name, info)
 
     def model_params(self, base: ModelParams) -> ModelParams:
         """The global model settings with this run's network and weights."""
