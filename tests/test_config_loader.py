@@ -113,3 +113,25 @@ def test_every_run_gets_its_parameters_from_the_configured_seeds_and_members(con
     assert runs["two_stage"] == {"name": "two_stage", "route": "two_stage"}
     assert runs["in_domain_seed2"]["seed"] == 2
     assert runs["ensemble_resnet14t_ood"]["route"] == "out_of_domain"
+
+
+def test_a_local_setting_and_a_command_line_key_change_only_their_key(conf):
+    """Catches Kedro's default merge: a section in conf/local (the documented
+    ``training: {num_workers: 8}``) replaced the whole base section, and, because Kedro merges
+    ``--params`` into each environment's files before merging them, any ``--params`` key of a
+    section dropped the rest of that section whenever conf/local held a parameters file
+    (``preprocessing.source.fill=0`` lost ``preprocessing.target``)."""
+    (conf / "local" / "parameters.yml").write_text(yaml.safe_dump({"training": {"num_workers": 3}}))
+    base = PlanktonConfigLoader(str(conf), **ARGS)["parameters"]
+    runtime = {"preprocessing": {"source": {"fill": 0}}, "training": {"max_epochs": 2}}
+    for env in (None, "paper"):
+        plain = PlanktonConfigLoader(str(conf), env=env, **ARGS)["parameters"]
+        parameters = PlanktonConfigLoader(str(conf), env=env, runtime_params=runtime, **ARGS)[
+            "parameters"
+        ]
+        assert parameters["training"]["num_workers"] == 3
+        assert parameters["training"]["max_epochs"] == 2
+        assert parameters["training"]["batch_size"] == plain["training"]["batch_size"]
+        assert parameters["preprocessing"]["source"]["fill"] == 0
+        assert parameters["preprocessing"]["target"] == plain["preprocessing"]["target"]
+    assert base["training"]["batch_size"] == 32  # conf/base's, kept beside the local key

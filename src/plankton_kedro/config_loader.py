@@ -4,7 +4,12 @@
    network (:mod:`plankton_kedro.pipelines.runs`).
 2. ``conf/local`` (this machine's catalog entries, credentials and parameters) applies on top
    of any ``--env``: Kedro's ``--env paper`` alone would replace it, and a run with the paper's
-   recipe would silently train on the bundled demo data instead of the user's.
+   recipe would silently train on the bundled demo data instead of the user's. Parameters
+   merge key by key (Kedro's ``soft`` strategy): a ``training: {num_workers: 8}`` in
+   conf/local changes that key only; with Kedro's default a section in conf/local replaces the
+   base section, and since Kedro merges ``--params`` into each environment's files first,
+   ``--params preprocessing.source.fill=0`` with any conf/local parameters file would drop
+   ``preprocessing.target``.
 3. A ``--params`` key that names no parameter (``trainng.max_epochs=3``) is an error that
    suggests the closest key, instead of a run with the defaults; a value the section's
    parameter model refuses (``data.resize_ratio=1.5``) is a one-line error naming the key,
@@ -59,13 +64,20 @@ class ConfigurationError(PlanktonUserError, click.ClickException):
 class PlanktonConfigLoader(OmegaConfigLoader):
     """See the module: runs parameters, conf/local on top of any environment, known keys."""
 
+    def __init__(self, conf_source: str, *args: Any, **kwargs: Any) -> None:
+        merge = {"parameters": "soft", **(kwargs.pop("merge_strategy", None) or {})}
+        super().__init__(conf_source, *args, merge_strategy=merge, **kwargs)
+
     def __getitem__(self, key: str) -> Any:
         try:
             config = super().__getitem__(key)
             if key in ALWAYS_LOCAL and self._env_replaces_local():
-                config = {**config, **self._local(key)}
                 if key == "parameters":  # what --params sets wins over conf/local too
-                    config = deep_merge(config, self.runtime_params or {})
+                    config = deep_merge(
+                        deep_merge(config, self._local(key)), self.runtime_params or {}
+                    )
+                else:
+                    config = {**config, **self._local(key)}
         except (yaml.YAMLError, OmegaConfBaseException, ValueError) as exc:
             raise ConfigurationError(self._unreadable(exc)) from None
         if key == "parameters":
@@ -102,7 +114,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
         """The parameters the configuration files give, without ``--params``."""
         written = self._plain(self.base_env, self.env or self.default_run_env, None, "parameters")
         if self._env_replaces_local():
-            written = {**written, **self._local("parameters")}
+            written = deep_merge(written, self._local("parameters"))
         return written
 
     def _plain(
@@ -113,6 +125,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
             env=env,
             runtime_params=runtime,
             config_patterns=self.config_patterns,
+            merge_strategy=self.merge_strategy,
             base_env=base_env,
             default_run_env=env,
         )

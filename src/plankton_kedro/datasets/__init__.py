@@ -1,6 +1,7 @@
 """Kedro datasets of the project."""
 
 from plankton_kedro.datasets.checkpoint import CheckpointDataset
+from plankton_kedro.datasets.earlier_ingestions import EarlierIngestionsDataset
 from plankton_kedro.datasets.image_cache import ImageCacheDataset
 from plankton_kedro.datasets.image_source import ImageSourceDataset
 from plankton_kedro.datasets.manifest import ManifestDataset
@@ -9,6 +10,7 @@ from plankton_kedro.datasets.prediction_model import PredictionModelDataset
 
 __all__ = [
     "CheckpointDataset",
+    "EarlierIngestionsDataset",
     "ImageCacheDataset",
     "ImageSourceDataset",
     "ManifestDataset",

@@ -405,6 +405,7 @@ class IngestionParams(_Strict):
     hygiene: HygieneParams = HygieneParams()
     workers: int = Field(2, ge=1)
     spool_dir: str | None = "data/05_model_input"  # decoded pixels spooled here, not in RAM
+    reuse: bool = True  # an earlier ingestion with the same fingerprint is reused
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -51,6 +51,9 @@ class Listing:
     dirs: set[str] = field(default_factory=set)
     refused: list[SkippedFile] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)  # path -> bytes, as the listing says
+    # path -> what says a file changed without reading it: a zip member's CRC-32, a tar
+    # member's or a folder file's modification time
+    stamps: dict[str, str] = field(default_factory=dict)
 
     def without_files_over(self, max_bytes: int | None) -> Listing:
         """This listing with every file larger than ``max_bytes`` (uncompressed, as the
@@ -64,7 +67,7 @@ class Listing:
                 refused.append(SkippedFile(path, too_large(size, max_bytes)))
             else:
                 kept.append((path, key))
-        return Listing(kept, self.dirs, refused, self.sizes)
+        return Listing(kept, self.dirs, refused, self.sizes, self.stamps)
 
 
 def open_location(path: Path) -> tuple[str, Path | zipfile.ZipFile]:
@@ -174,7 +177,9 @@ def _list_folder(root: Path, *, follow_links: bool = False) -> Listing:
                 listing.refused.append(SkippedFile(rel, LINK_OUTSIDE))
             elif os.path.isfile(full):
                 listing.files.append((rel, full))
-                listing.sizes[rel] = os.path.getsize(full)
+                status = os.stat(full)
+                listing.sizes[rel] = status.st_size
+                listing.stamps[rel] = f"mtime:{status.st_mtime_ns}"
             else:
                 listing.refused.append(SkippedFile(rel, NOT_REGULAR))
     return listing
@@ -186,7 +191,7 @@ def _list_zip(archive: zipfile.ZipFile) -> Listing:
         is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
         _add_member(
             listing, info.filename, info, is_dir=info.is_dir(), regular=not is_link,
-            size=info.file_size,
+            size=info.file_size, stamp=f"crc:{info.CRC:08x}",
         )  # fmt: skip
     return listing
 
@@ -199,13 +204,20 @@ def _list_tar(path: Path) -> Listing:
             regular = member.isfile()
             _add_member(
                 listing, member.name, number, is_dir=member.isdir(), regular=regular,
-                size=member.size,
+                size=member.size, stamp=f"mtime:{member.mtime}",
             )  # fmt: skip
     return listing
 
 
-def _add_member(
-    listing: Listing, name: str, key: Any, *, is_dir: bool, regular: bool, size: int = 0
+def _add_member(  # noqa: PLR0913 - what an archive header says about one member
+    listing: Listing,
+    name: str,
+    key: Any,
+    *,
+    is_dir: bool,
+    regular: bool,
+    size: int = 0,
+    stamp: str = "",
 ) -> None:
     """Record one archive member, refusing unsafe paths and links / devices."""
     path = safe_member_path(name)
@@ -218,6 +230,7 @@ def _add_member(
     elif regular:
         listing.files.append((path, key))
         listing.sizes[path] = size
+        listing.stamps[path] = stamp
     else:
         listing.refused.append(SkippedFile(path, NOT_REGULAR))
 

@@ -84,9 +84,21 @@ class ImageSource:
         self.outside_root: list[str] = []
         self.unlisted: list[str] = []
         self._index: _Index | None = None
+        self._listing: archives.Listing | None = None
 
     def __repr__(self) -> str:
         return f"ImageSource(kind={self.kind!r}, location={self.location!r})"
+
+    def signature(self) -> Iterator[str]:
+        """One line per file (path, size, CRC or modification time), refused entry and
+        folder, from the listing alone: what the ingestion fingerprint hashes."""
+        self._get_index()
+        listing = self._listing
+        for path, _ in sorted(listing.files, key=lambda file: file[0]):
+            yield f"{path}\t{listing.sizes.get(path)}\t{listing.stamps.get(path)}"
+        for item in sorted(listing.refused, key=lambda item: (item.path, item.reason)):
+            yield f"{item.path}\trefused\t{item.reason}"
+        yield from (f"{folder}/" for folder in sorted(listing.dirs))
 
     @property
     def top_folder(self) -> str | None:
@@ -116,6 +128,7 @@ class ImageSource:
             listing = archives.list_members(
                 self.kind, self._handle, follow_links=self.follow_links, max_bytes=self.max_bytes
             )
+            self._listing = listing
             index = _build_index(listing)
             if self.root:
                 index, self.outside_root = _within_root(index, self.root, self.location)
@@ -165,6 +178,12 @@ class MergedImageSource:
 
     def list_dirs(self) -> list[str]:
         return [f"{part.name}/{d}" for part in self.parts for d in part.list_dirs()]
+
+    def signature(self) -> Iterator[str]:
+        """Every part's :meth:`ImageSource.signature`, each under its part's name."""
+        for part in self.parts:
+            yield f"[{part.name}]"
+            yield from part.signature()
 
     def list_files(self) -> list[str]:
         return [f"{part.name}/{path}" for part in self.parts for path in part.list_files()]

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from plankton_kedro.datasets.earlier_ingestions import EarlierIngestions
+from plankton_kedro.engine.collection.fingerprint import ingestion_fingerprint
 from plankton_kedro.engine.collection.hygiene import EXCLUDED, assign_splits
 from plankton_kedro.engine.collection.layouts import nothing_usable
 from plankton_kedro.engine.collection.preprocessing import (
@@ -57,10 +59,29 @@ def scan_collection(
     data: DataParams,
     preprocessing: PreprocessingParams,
     ingestion: IngestionParams,
+    earlier_ingestions: EarlierIngestions | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray, dict[str, Any]]:
     """Decode and validate every file once; return the usable images' records, their
     padded and resized uint8 pixels (``preprocessing`` being this collection's settings), and
-    what was skipped and why."""
+    what was skipped and why. An earlier ingestion with the same fingerprint (same listing,
+    same settings) in ``earlier_ingestions`` is returned instead, without decoding
+    (``ingestion.reuse``)."""
+    fingerprint = ingestion_fingerprint(
+        images, {"cache_size": data.cache_size, "preprocessing": preprocessing.model_dump()}
+    )
+    reusable = ingestion.reuse and earlier_ingestions is not None
+    earlier = earlier_ingestions.find(fingerprint) if reusable else None
+    if earlier is not None:
+        logger.info(
+            "%s: already ingested with the same files and settings: reusing %s "
+            "(%d images; no decoding, the %.1f s it took are saved)",
+            images.name,
+            earlier.version,
+            len(earlier.records),
+            earlier.summary.get("seconds", 0.0),
+        )
+        summary = {**earlier.summary, "source": _source_summary(images)}
+        return earlier.records, earlier.images, {**summary, "reused_from": earlier.version}
     started = time.perf_counter()
     progress = _ProgressLog(images.name)
     settings = CachePreprocessing.from_settings(data.cache_size, preprocessing.model_dump())
@@ -104,12 +125,9 @@ def scan_collection(
     applied = settings.resolved(colour_seen=bool(records["colour"].any()))
     record_preprocessing(records, applied)
     summary = {
-        "source": {
-            "location": str(images.location),
-            "name": images.name,
-            "kind": images.kind,
-            "top_folder": images.top_folder,
-        },
+        "source": _source_summary(images),
+        "fingerprint": fingerprint,
+        "reused_from": None,
         "files_seen": result.n_files,
         "seconds": round(seconds, 2),
         "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
@@ -129,6 +147,15 @@ def scan_collection(
             len(records),
         )
     return records, result.images, summary
+
+
+def _source_summary(images: ImageSource | MergedImageSource) -> dict[str, Any]:
+    return {
+        "location": str(images.location),
+        "name": images.name,
+        "kind": images.kind,
+        "top_folder": images.top_folder,
+    }
 
 
 def _frame_crop_summary(

@@ -38,7 +38,13 @@ def ingestion_template(dataset: str) -> Pipeline:
         [
             node(
                 scan_collection,
-                ["images", "params:data", "params:preprocessing", "params:ingestion"],
+                [
+                    "images",
+                    "params:data",
+                    "params:preprocessing",
+                    "params:ingestion",
+                    "earlier_ingestions",
+                ],
                 ["records", "image_cache", "scan_summary"],
                 name="scan_collection",
                 tags=TAGS,
