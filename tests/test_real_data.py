@@ -10,6 +10,7 @@ from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
 from plankton_kedro.datasets import ImageSourceDataset
+from plankton_kedro.engine.collection.earlier import NO_EARLIER_INGESTIONS
 from plankton_kedro.engine.config import (
     DataParams,
     EvaluationParams,
@@ -67,6 +68,8 @@ def test_uvp6_slice_ingests_and_trains(tmp_path):
             "source_images": ImageSourceDataset(path=str(source)),
             "target_images": ImageSourceDataset(path=str(target)),
             "two_stage.metrics": KeptDataset(),
+            "source.earlier_ingestions": MemoryDataset(NO_EARLIER_INGESTIONS),
+            "target.earlier_ingestions": MemoryDataset(NO_EARLIER_INGESTIONS),
         }
     )
     outputs = SequentialRunner().run(build_route("two_stage"), catalog)

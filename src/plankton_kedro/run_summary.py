@@ -58,6 +58,7 @@ def _ingested(reports: list[dict[str, Any]]) -> list[str]:
         f"{r['source']['name']} {r['images']} images, {r['classes']} classes, "
         f"{r['skipped_count']} files skipped"
         + "".join(f", {n} left out ({reason})" for reason, n in r.get("excluded", {}).items())
+        + (f" (reused {r['reused_from']}: not decoded again)" if r.get("reused_from") else "")
         for r in reports
     ]
     return [f"  ingested: {' · '.join(parts)}"] if parts else []

@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix
 
 from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.analysis.calibration import TEMPERATURE_BOUNDS
+from plankton_kedro.engine.collection.earlier import NO_EARLIER_INGESTIONS
 from plankton_kedro.engine.config import (
     DataParams,
     EvaluationParams,
@@ -85,6 +86,8 @@ def _catalog(tmp_path, route: str, run: RunParams | None = None) -> DataCatalog:
     datasets = {f"params:{key}": MemoryDataset(value) for key, value in settings.items()}
     datasets["source_images"] = MemoryDataset(_collection(tmp_path / "source", 20, 0))
     datasets["target_images"] = MemoryDataset(_collection(tmp_path / "target", 10, 1))
+    for collection in ("source", "target"):
+        datasets[f"{collection}.earlier_ingestions"] = MemoryDataset(NO_EARLIER_INGESTIONS)
     outputs = ("source_model", "target_model", "metrics", "calibration", "feature_classifiers")
     for name in (*outputs, "pretrained_features", "features", "predictions"):
         datasets[f"{run.name}.{name}"] = KeptDataset()

@@ -109,6 +109,7 @@ def test_a_second_identical_ingestion_decodes_nothing_and_links_the_cache(
         f"already ingested with the same files and settings: reusing {first_cache.parent.name}"
         in log
     )
+    assert f"(reused {first_cache.parent.name}: not decoded again)" in log  # run summary
     again = json.loads(_newest(project, report).read_text())
     assert again["reused_from"] == first_cache.parent.name
     assert {k: v for k, v in again.items() if k != "reused_from"} == {

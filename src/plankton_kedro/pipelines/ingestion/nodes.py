@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from plankton_kedro.datasets.earlier_ingestions import EarlierIngestions
+from plankton_kedro.engine.collection.earlier import EarlierIngestions
 from plankton_kedro.engine.collection.fingerprint import ingestion_fingerprint
 from plankton_kedro.engine.collection.hygiene import EXCLUDED, assign_splits
 from plankton_kedro.engine.collection.layouts import nothing_usable
