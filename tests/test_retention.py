@@ -1,0 +1,65 @@
+"""Retention: which saved versions ``kedro prune`` may delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from plankton_kedro.engine.retention import prune_plan, references
+from tests.bad_inputs import checkpoint_payload
+
+CACHE = "05_model_input/source/images.npy"
+MANIFEST = "03_primary/source/manifest.parquet"
+MODEL = "06_models/two_stage/target_model.pt"
+METRICS = "08_reporting/two_stage/metrics.json"
+REPORT = "08_reporting/predictions/prediction_report.json"
+
+
+def version(n: int, hour: int = 0) -> str:
+    """Ingestion runs at midnight, training runs at noon: every run its own version."""
+    return f"2026-12-0{n}T{hour:02d}.00.00.000Z"
+
+
+def save(data: Path, output: str, n: int, content: bytes = b"x", hour: int = 0) -> Path:
+    path = data / output / version(n, hour) / Path(output).name
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    return path
+
+
+def checkpoint_on(manifest_version: str) -> bytes:
+    payload = checkpoint_payload()
+    payload["identity"] = {**payload["identity"], "manifest_version": manifest_version}
+    payload["state_dict"] = {}
+    path = Path("/tmp") / "plankton_retention_checkpoint.pt"
+    torch.save(payload, path)
+    return path.read_bytes()
+
+
+def test_prune_keeps_the_newest_and_everything_they_refer_to(tmp_path):
+    """Catches pruning a cache or manifest the newest model was trained on, the model the
+    newest predictions came from, or small reports; and pruning nothing at all."""
+    data = tmp_path / "data"
+    for n in range(1, 6):  # five ingestions
+        save(data, CACHE, n)
+        save(data, MANIFEST, n)
+    for n in range(1, 5):  # four trainings, the newest two on the first ingestion's manifest
+        trained_on = version(1) if n >= 3 else version(n)
+        save(data, MODEL, n, checkpoint_on(trained_on), hour=12)
+        metrics = {"checkpoint_version": version(n, 12)}  # the manifest: only the model says
+        save(data, METRICS, n, json.dumps(metrics).encode(), hour=12)
+    # the newest predictions were made with the first model
+    save(data, REPORT, 5, json.dumps({"model": {"version": version(1, 12)}}).encode(), hour=18)
+
+    plan = prune_plan(data, keep=2, referenced=references)
+    deleted = {(str(saved.output.relative_to(data)), saved.version) for saved in plan}
+    assert deleted == {
+        (CACHE, version(2)),
+        (CACHE, version(3)),
+        (MANIFEST, version(2)),
+        (MANIFEST, version(3)),
+        (MODEL, version(2, 12)),
+    }
+    assert {saved.path for saved in plan} <= set(data.rglob("*"))
