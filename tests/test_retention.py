@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import torch
+from click.testing import CliRunner
+from kedro.framework.cli.cli import KedroCLI
 
 from plankton_kedro.engine.retention import prune_plan, references
 from tests.bad_inputs import checkpoint_payload
+from tests.conftest import copy_project
 
 CACHE = "05_model_input/source/images.npy"
 MANIFEST = "03_primary/source/manifest.parquet"
@@ -38,10 +41,9 @@ def checkpoint_on(manifest_version: str) -> bytes:
     return path.read_bytes()
 
 
-def test_prune_keeps_the_newest_and_everything_they_refer_to(tmp_path):
-    """Catches pruning a cache or manifest the newest model was trained on, the model the
-    newest predictions came from, or small reports; and pruning nothing at all."""
-    data = tmp_path / "data"
+def saved_runs(data: Path) -> None:
+    """Five ingestions and four trainings; the newest two trained on the first ingestion, the
+    newest predictions made with the first model."""
     for n in range(1, 6):  # five ingestions
         save(data, CACHE, n)
         save(data, MANIFEST, n)
@@ -53,13 +55,43 @@ def test_prune_keeps_the_newest_and_everything_they_refer_to(tmp_path):
     # the newest predictions were made with the first model
     save(data, REPORT, 5, json.dumps({"model": {"version": version(1, 12)}}).encode(), hour=18)
 
+
+PRUNABLE = {
+    (CACHE, version(2)),
+    (CACHE, version(3)),
+    (MANIFEST, version(2)),
+    (MANIFEST, version(3)),
+    (MODEL, version(2, 12)),
+}
+
+
+def test_prune_keeps_the_newest_and_everything_they_refer_to(tmp_path):
+    """Catches pruning a cache or manifest the newest model was trained on, the model the
+    newest predictions came from, or small reports; and pruning nothing at all."""
+    data = tmp_path / "data"
+    saved_runs(data)
     plan = prune_plan(data, keep=2, referenced=references)
-    deleted = {(str(saved.output.relative_to(data)), saved.version) for saved in plan}
-    assert deleted == {
-        (CACHE, version(2)),
-        (CACHE, version(3)),
-        (MANIFEST, version(2)),
-        (MANIFEST, version(3)),
-        (MODEL, version(2, 12)),
-    }
+    assert {(str(saved.output.relative_to(data)), saved.version) for saved in plan} == PRUNABLE
     assert {saved.path for saved in plan} <= set(data.rglob("*"))
+
+
+def test_kedro_prune_lists_before_it_deletes_and_deletes_only_that(tmp_path, monkeypatch):
+    """Catches a dry run that deletes, a prune that deletes more (or other) than it listed, and
+    the ``retention.keep_versions`` setting ignored."""
+    project = copy_project(tmp_path / "project")
+    (project / "conf" / "local" / "parameters.yml").write_text("retention:\n  keep_versions: 2\n")
+    monkeypatch.chdir(project)
+    saved_runs(project / "data")
+    before = {p for p in (project / "data").rglob("*") if p.is_file()}
+    listed = CliRunner().invoke(KedroCLI(project_path=project), ["prune", "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert {p for p in (project / "data").rglob("*") if p.is_file()} == before
+    expected = {Path("data") / output / v / Path(output).name for output, v in PRUNABLE}
+    lines = [line for line in listed.output.splitlines() if line.startswith("would delete")]
+    assert {Path(line.split()[2]) for line in lines} == expected
+    assert "5 old version(s)" in listed.output and "run `kedro prune` to delete" in listed.output
+
+    pruned = CliRunner().invoke(KedroCLI(project_path=project), ["prune"])
+    assert pruned.exit_code == 0, pruned.output
+    after = {p for p in (project / "data").rglob("*") if p.is_file()}
+    assert before - after == {project / path for path in expected}

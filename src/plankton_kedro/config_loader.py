@@ -52,6 +52,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "predict": models.PredictParams,
     "export": models.ExportParams,
     "download": models.DownloadParams,
+    "retention": models.RetentionParams,
 }
 _RUNTIME_PARAM_IN_CONFIG = re.compile(r"\$\{runtime_params:\s*([\w.]+)")
 

@@ -408,6 +408,12 @@ class IngestionParams(_Strict):
     reuse: bool = True  # an earlier ingestion with the same fingerprint is reused
 
 
+class RetentionParams(_Strict):
+    """What ``kedro prune`` keeps."""
+
+    keep_versions: int = Field(3, ge=1)  # of each cache, table, checkpoint and ONNX model
+
+
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` applied: nested dicts merge, other values replace."""
     merged = dict(base)
