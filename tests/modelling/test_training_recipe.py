@@ -88,6 +88,18 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert again.history.epochs == resumed.history.epochs  # timings too: nothing was re-run
 
 
+def test_a_finished_stage_keeps_only_what_reusing_it_needs(tiny_cache, tmp_path):
+    """Catches a finished stage's state folder keeping the last weights and the optimiser's
+    momentum (twice the model again, per stage, for ever), and a reuse that needs them."""
+    first = _train(tiny_cache, tmp_path)
+    state_file = next(tmp_path.rglob("state.pt"))
+    state = torch.load(state_file, weights_only=True)
+    assert state["complete"] and not {"model", "optimizer", "scaler"} & set(state)
+    reused = _train(tiny_cache, tmp_path)
+    assert _same_weights(reused.state_dict, first.state_dict)
+    assert reused.history.epochs == first.history.epochs  # reused, not trained again
+
+
 def test_a_completed_run_with_other_settings_is_replaced_not_refused(tiny_cache, tmp_path):
     first = _train(tiny_cache, tmp_path, max_epochs=2)
     second = _train(tiny_cache, tmp_path, max_epochs=3)
