@@ -5,9 +5,13 @@ Measures here, on a slice of an archive at the target size (default 224 px, cach
   - the training data path per image, one core (read from the cache, random crop + flips,
     collate): what DataLoader workers do every epoch with the cache;
   - the same with the paper's way, decoding the JPEG every epoch (PIL + pad + resize);
+  - what a reused ingestion costs instead: listing the archive and hashing the listing (the
+    fingerprint), per member, and the records table written per image;
 then simulates a collection of N images on G GPUs, each pass limited by the slowest of
 GPU compute (assumed rate: measure yours with ``scripts/gpu_check.py``), the data path on
-the CPU cores feeding each GPU, and reading the cache from storage (shared by all GPUs).
+the CPU cores feeding each GPU, and reading the cache from storage (shared by all GPUs); and
+the time and disk each run's ingestion costs with and without reuse, and what ``kedro prune``
+keeps.
 
     python benchmarks/extrapolate.py --data ../shared/data/ndsb_train.zip --files 2000
 """
@@ -21,11 +25,14 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from plankton_kedro.engine.collection.fingerprint import ingestion_fingerprint
 from plankton_kedro.engine.collection.preprocessing import CachePreprocessing
 from plankton_kedro.engine.collection.scan import SkippedFile, decode_files
+from plankton_kedro.engine.collection.sources import ImageSource
 from plankton_kedro.engine.config import DataParams, SplitParams, TrainingParams
 from plankton_kedro.engine.modelling.data import CachedImages, EpochSampler
 
@@ -104,7 +111,13 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
             np.asarray(canvas.resize((data.cache_size,) * 2, Image.Resampling.LANCZOS))
 
+    def fingerprint() -> None:
+        ingestion_fingerprint(ImageSource(args.data), {"cache_size": data.cache_size})
+
+    records = pd.DataFrame([record for record, _ in decoded])
     return {
+        "listing_s": seconds_per_image(fingerprint, len(ImageSource(args.data).list_files())),
+        "table_bytes": len(records.to_parquet()) / len(records),
         "cache_bytes": data.cache_size**2 * 3,
         "file_bytes": float(np.mean([len(blob) for _, blob in files])),
         "ingest_s": seconds_per_image(
@@ -174,7 +187,42 @@ def print_stage1_budget(costs: dict[str, float], rate: float, args) -> None:
             )
 
 
+def print_reuse_and_retention(costs: dict[str, float], args) -> None:
+    """Each run's ingestion without reuse (decode everything, write a new cache: the slower of
+    the two) and with it (list and hash, hard-link the cache, write the small tables), and the
+    disk ``kedro prune`` leaves with ``retention.keep_versions`` (3) when every run changed a
+    setting."""
+    print(
+        "\nEach run's ingestion, without and with reuse (same files and settings), and the "
+        "disk `kedro prune` keeps (3 versions)"
+    )
+    print(
+        "| data set | without reuse: time, new disk | with reuse: time, new disk "
+        "| after 10 runs without / with reuse | kept by prune (3 caches) |"
+    )
+    print("|---|---|---|---|---|")
+    for name, images in COLLECTIONS.items():
+        cache = images * costs["cache_bytes"]
+        tables = 2 * images * costs["table_bytes"]  # records + manifest
+        # decoding on the ingestion cores while the cache is written at the storage's speed
+        fresh = max(
+            images * costs["ingest_s"] / args.ingest_cores, cache / (args.storage_gb_s * 1e9)
+        )
+        reused = images * costs["listing_s"]  # one process lists and hashes
+        print(
+            f"| {name} | {_duration(fresh)}, {_bytes(cache + tables)} | "
+            f"{_duration(reused)}, {_bytes(tables)} | {_bytes(10 * (cache + tables))} / "
+            f"{_bytes(cache + 10 * tables)} | {_bytes(3 * (cache + tables))} |"
+        )
+
+
+def _bytes(size: float) -> str:
+    return f"{size / 1e12:.2f} TB" if size >= 1e11 else f"{size / 1e9:.1f} GB"
+
+
 def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
@@ -186,8 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         f"measured on {args.files} files of {args.data.name} at {args.image_size} px, one core: "
         f"ingestion {costs['ingest_s'] * 1e3:.2f} ms/file, data path "
         f"{costs['data_path_s'] * 1e3:.3f} ms/image, PIL decode+pad+resize "
-        f"{costs['pil_s'] * 1e3:.2f} ms/image; files {costs['file_bytes'] / 1e3:.1f} kB, cache "
-        f"{costs['cache_bytes'] / 1e3:.0f} kB per image"
+        f"{costs['pil_s'] * 1e3:.2f} ms/image, listing + fingerprint "
+        f"{costs['listing_s'] * 1e6:.1f} µs/file; files {costs['file_bytes'] / 1e3:.1f} kB, cache "
+        f"{costs['cache_bytes'] / 1e3:.0f} kB, records table {costs['table_bytes']:.0f} B per image"
     )
     print(
         f"assumed: {args.cores_per_gpu} cores per GPU, {args.ingest_cores} cores ingesting, "
@@ -207,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"| {r['limit']} | {_duration(r['epoch_decoding_jpegs'])} |"
                 )
     print_stage1_budget(costs, rates[IN_DOMAIN_MODEL], args)
+    print_reuse_and_retention(costs, args)
 
 
 if __name__ == "__main__":
