@@ -57,18 +57,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fresh_project(root: Path) -> Path:
-    """conf/, pyproject.toml and the demo archives (the package is installed)."""
-    shutil.copytree(PROJECT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    shutil.copy(PROJECT / "pyproject.toml", root / "pyproject.toml")
-    (root / "src").mkdir()
-    (root / "data" / "01_raw").mkdir(parents=True)
-    for archive in ("demo_source.zip", "demo_target.zip"):
-        shutil.copy(PROJECT / "data" / "01_raw" / archive, root / "data" / "01_raw")
-    return root
-
-
 def group_of(node: str) -> str:
     short = node.split(".")[-1]
     return next((g for g, names in GROUPS if any(short.startswith(n) for n in names)), "evaluation")
@@ -159,13 +147,16 @@ def _value(name: str, store: dict, params: dict):
 
 
 def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(PROJECT))  # the project copy the tests make (not in the bare process)
+    from tests.conftest import copy_project
+
     args = parse_args(argv)
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
     ratios, kedro_parts, bare_parts = [], [], []
     work = Path(tempfile.mkdtemp(prefix="end-to-end-"))
     project = None
     for repeat in range(1, args.repeats + 1):
-        project = fresh_project(work / f"project{repeat}")
+        project = copy_project(work / f"project{repeat}")
         kedro_s, kedro_part = kedro_run(project, args.threads)
         bare = subprocess.run(  # a fresh interpreter, as the command gets
             [sys.executable, __file__, "--bare-only", "--threads", str(args.threads)],

@@ -32,11 +32,11 @@ def save(data: Path, output: str, n: int, content: bytes = b"x", hour: int = 0) 
     return path
 
 
-def checkpoint_on(manifest_version: str) -> bytes:
+def checkpoint_on(manifest_version: str, folder: Path) -> bytes:
     payload = checkpoint_payload()
     payload["identity"] = {**payload["identity"], "manifest_version": manifest_version}
     payload["state_dict"] = {}
-    path = Path("/tmp") / "plankton_retention_checkpoint.pt"
+    path = folder / "checkpoint.pt"
     torch.save(payload, path)
     return path.read_bytes()
 
@@ -49,7 +49,7 @@ def saved_runs(data: Path) -> None:
         save(data, MANIFEST, n)
     for n in range(1, 5):  # four trainings, the newest two on the first ingestion's manifest
         trained_on = version(1) if n >= 3 else version(n)
-        save(data, MODEL, n, checkpoint_on(trained_on), hour=12)
+        save(data, MODEL, n, checkpoint_on(trained_on, data.parent), hour=12)
         metrics = {"checkpoint_version": version(n, 12)}  # the manifest: only the model says
         save(data, METRICS, n, json.dumps(metrics).encode(), hour=12)
     # the newest predictions were made with the first model

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from plankton_kedro.engine import config as models
 from plankton_kedro.engine.config import deep_merge
-from plankton_kedro.engine.errors import PlanktonUserError
+from plankton_kedro.engine.errors import PlanktonUserError, one_line
 from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
 
 ALWAYS_LOCAL = ("catalog", "parameters", "credentials")
@@ -91,7 +91,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
     def _unreadable(self, exc: Exception) -> str:
         """One line for a configuration file that cannot be read, naming the file even where
         the YAML error does not (a duplicate key)."""
-        text = _one_line(exc)
+        text = one_line(exc)
         if "<file>" in text or "<unicode string>" in text:
             for path in sorted(Path(self.conf_source).rglob("*.yml")):
                 try:
@@ -100,7 +100,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
                     line = error.problem_mark.line + 1 if error.problem_mark else "?"
                     return f"configuration: {path}, line {line}: {error.problem}"
                 except (yaml.YAMLError, OmegaConfBaseException) as error:
-                    return f"configuration: {path}: {_one_line(error)}"
+                    return f"configuration: {path}: {one_line(error)}"
         return f"configuration: {text}"
 
     def _env_replaces_local(self) -> bool:
@@ -177,13 +177,7 @@ class PlanktonContext(KedroContext):
             raw = self.config_loader["parameters"]
             _check_values(raw, set(), check_timm_names=True)  # raises the one-line form
             first = next((line for line in str(exc).splitlines() if line.startswith("- ")), "")
-            raise ConfigurationError(first.removeprefix("- ") or _one_line(exc)) from None
-
-
-def _one_line(exc: Exception) -> str:
-    """A YAML or OmegaConf error's text on one line (file, line and problem)."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    return text or type(exc).__name__
+            raise ConfigurationError(first.removeprefix("- ") or one_line(exc)) from None
 
 
 def _check_values(

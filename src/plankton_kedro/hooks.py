@@ -16,7 +16,7 @@ import click
 from kedro.framework.hooks import hook_impl
 
 from plankton_kedro.engine.atomic import remove_orphaned_temporaries
-from plankton_kedro.engine.errors import PlanktonUserError
+from plankton_kedro.engine.errors import PlanktonUserError, one_line
 from plankton_kedro.pipelines.routes import PRETRAINED_WEIGHTS_TAG
 from plankton_kedro.run_summary import SavedOutput, light, summary_lines
 from plankton_kedro.tracking import MlflowRun, TrackingParams
@@ -80,15 +80,11 @@ class UserErrorHooks:
         from kedro.io import DatasetError
 
         if isinstance(error, DatasetError | PlanktonUserError):
-            raise click.ClickException(_one_line(str(error))) from None
+            raise click.ClickException(one_line(error)) from None
 
 
 def _tracebacks_wanted() -> bool:
     return os.environ.get(TRACEBACK_ENV, "").lower() not in ("", "0", "false", "no")
-
-
-def _one_line(message: str) -> str:
-    return " ".join(line.strip() for line in message.strip().splitlines() if line.strip())
 
 
 class RunSummaryHooks:

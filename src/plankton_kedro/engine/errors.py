@@ -44,3 +44,9 @@ class WeightsUnavailableError(PlanktonUserError, RuntimeError):
 
 class DownloadError(PlanktonUserError, RuntimeError):
     """Clear, user-facing reason a download failed (offline, HTTP error, checksum mismatch)."""
+
+
+def one_line(message: object) -> str:
+    """A message (or an exception's text) on one line, for an ``Error:`` line."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return text or type(message).__name__
