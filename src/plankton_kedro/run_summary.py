@@ -116,8 +116,9 @@ def _predicted(reports: list[dict[str, Any]]) -> list[str]:
     report = reports[-1]
     model = report["model"]
     by = "ensemble" if model["kind"] == "ensemble" else f"{model['route']} ({model['model_name']})"
+    samples = f" in {report['samples']} samples" if report.get("samples", 1) > 1 else ""
     return [
-        f"  predicted: {report['images']} images of {report['source']['name']} with {by}, "
+        f"  predicted: {report['images']} images of {report['source']['name']}{samples} with {by}, "
         f"{report['unknown']} unknown, {report['skipped_count']} files skipped"
     ]
 

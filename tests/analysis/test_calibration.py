@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 from plankton_kedro.engine.analysis.calibration import (
+    choose_class_thresholds,
     choose_rejection_threshold,
+    class_rejection_report,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
@@ -129,6 +131,39 @@ def test_tied_confidences_are_accepted_or_rejected_together():
     assert chosen["met"] is False
     assert chosen["threshold"] == pytest.approx(0.5)
     assert chosen["val_accuracy_on_accepted"] == pytest.approx(2 / 3)
+
+
+def _two_class_rows(rows: list[tuple[int, float, int]]):
+    """(predicted class, its probability, true label) -> 3-class probability rows."""
+    probabilities = np.zeros((len(rows), 3))
+    for i, (predicted, confidence, _) in enumerate(rows):
+        probabilities[i] = (1 - confidence) / 2
+        probabilities[i, predicted] = confidence
+    return probabilities, np.array([label for *_, label in rows])
+
+
+def test_each_class_gets_the_threshold_its_own_precision_needs():
+    """Class 0 is always right, class 1 is right only above 0.8, class 2 is predicted twice:
+    the bugs caught are thresholds chosen over all images (one shared value), over images of
+    the true class instead of the predicted one, and no fallback for rare classes."""
+    rows = [(0, c, 0) for c in (0.5, 0.55, 0.6, 0.65)]
+    rows += [(1, 0.5, 0), (1, 0.6, 2), (1, 0.7, 0), (1, 0.85, 1), (1, 0.9, 1), (1, 0.95, 1)]
+    rows += [(2, 0.9, 2), (2, 0.4, 0)]
+    probabilities, labels = _two_class_rows(rows)
+    chosen = choose_class_thresholds(
+        probabilities, labels, ["a", "b", "c"], 1.0, global_threshold=0.77, min_images=3
+    )
+    assert chosen["a"]["threshold"] == pytest.approx(0.5) and chosen["a"]["from"] == "class"
+    assert chosen["b"]["threshold"] == pytest.approx(0.85) and chosen["b"]["met"]
+    assert chosen["c"] == {"threshold": 0.77, "from": "global", "val_predicted": 2}
+    thresholds = np.array([chosen[n]["threshold"] for n in "abc"])
+    report = class_rejection_report(probabilities, labels, ["a", "b", "c"], thresholds)
+    assert report["per_class"]["b"]["coverage"] == pytest.approx(0.5)
+    assert report["per_class"]["b"]["accuracy_on_accepted"] == 1.0
+    assert report["per_class"]["c"] == {
+        "threshold": 0.77, "predicted": 2, "coverage": 0.5, "accuracy_on_accepted": 1.0
+    }  # fmt: skip
+    assert report["n_accepted"] == 4 + 3 + 1
 
 
 def test_rejection_report_applies_a_threshold_to_another_set():

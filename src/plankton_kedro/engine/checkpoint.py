@@ -122,6 +122,8 @@ class EnsembleCheckpoint:
     mode: str
     selection: dict[str, Any]
     rejection_threshold: float | None = None
+    # per-class thresholds and abundance statistics, as a route's calibration file holds them
+    calibration: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
 
     def __post_init__(self) -> None:
@@ -154,6 +156,7 @@ class EnsembleCheckpoint:
         selection: dict[str, Any],
         temperatures: Mapping[str, float],
         rejection_threshold: float | None = None,
+        calibration: dict[str, Any] | None = None,
     ) -> EnsembleCheckpoint:
         """The members a greedy selection chose (in name order) with their weights."""
         chosen = [name for name in sorted(members) if name in selection["weights"]]
@@ -165,6 +168,7 @@ class EnsembleCheckpoint:
             mode=selection["mode"],
             selection=selection,
             rejection_threshold=rejection_threshold,
+            calibration=dict(calibration or {}),
         )
 
     @property
@@ -190,6 +194,7 @@ class EnsembleCheckpoint:
             "mode": self.mode,
             "selection": self.selection,
             "rejection_threshold": self.rejection_threshold,
+            "calibration": self.calibration,
             "members": [member.to_dict() for member in self.members],
             "member_versions": [member.version for member in self.members],
         }
@@ -300,6 +305,7 @@ def _read_ensemble(data: dict[str, Any], schema: int, source: str) -> EnsembleCh
         mode=data["mode"],
         selection=data.get("selection") or {},
         rejection_threshold=data.get("rejection_threshold"),
+        calibration=data.get("calibration") or {},
     )
 
 

@@ -275,6 +275,9 @@ class EvaluationParams(_Strict):
     """How a fine-tuned model is evaluated, calibrated and given an "unknown" threshold."""
 
     target_precision: float = Field(0.95, gt=0, le=1)
+    # a class predicted for fewer held-out images than this keeps the global threshold
+    class_threshold_min_images: PositiveInt = 20
+    shift_check_mixes: int = Field(20, ge=0)  # class mixes of the simulated-shift check
     calibration_bins: int = Field(15, ge=2)
     top_k: list[PositiveInt] = Field(default_factory=lambda: [3, 5])
     batch_size: PositiveInt = 128
@@ -335,6 +338,30 @@ class EnsemblingParams(_Strict):
     calibrate_members: bool = True  # temperature-scale each member on validation first
 
 
+class AbundanceParams(_Strict):
+    """Per-sample abundance estimates corrected for the classifier's errors."""
+
+    bootstrap: int = Field(200, ge=0)  # replicates of the intervals; 0: no intervals
+    confidence: float = Field(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+class EcoTaxaParams(_Strict):
+    """The EcoTaxa import file written beside the predictions."""
+
+    taxonomy: str | None = None  # CSV of our label -> EcoTaxa taxon name
+
+    @field_validator("taxonomy")
+    @classmethod
+    def _taxonomy_exists(cls, path: str | None) -> str | None:
+        if path is not None and not Path(path).is_file():
+            raise ValueError(
+                f"no taxonomy file {path} (a CSV with columns label,ecotaxa_name; "
+                "null: EcoTaxa gets our class names)"
+            )
+        return path
+
+
 class PredictParams(_Strict):
     """Batch prediction of new images."""
 
@@ -342,6 +369,10 @@ class PredictParams(_Strict):
     top_k: PositiveInt = 3
     workers: PositiveInt = 2
     embeddings: bool = False  # also write the 512-d embeddings (for clustering / search)
+    rejection: Literal["per_class", "global"] = "per_class"
+    samples: Literal["folders", "one"] = "folders"
+    abundance: AbundanceParams = AbundanceParams()
+    ecotaxa: EcoTaxaParams = EcoTaxaParams()
 
 
 class ExportParams(_Strict):

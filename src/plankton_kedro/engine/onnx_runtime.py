@@ -16,6 +16,7 @@ import pandas as pd
 from plankton_kedro.engine.collection.layouts import SkippedFile
 from plankton_kedro.engine.collection.preprocessing import CachePreprocessing, centre_crop
 from plankton_kedro.engine.collection.scan import decode_files
+from plankton_kedro.engine.rejection import accepted, class_thresholds_array
 
 
 class OnnxClassifier:
@@ -59,9 +60,15 @@ class OnnxClassifier:
         confidence = probabilities.max(axis=1)
         classes = np.asarray(self.sidecar["classes"], dtype=object)
         labels = classes[best]
-        threshold = self.sidecar["rejection_threshold"]
-        if threshold is not None:
-            labels = np.where(confidence < threshold, self.sidecar["unknown_label"], labels)
+        thresholds = class_thresholds_array(
+            self.sidecar["classes"],
+            self.sidecar.get("class_thresholds"),
+            self.sidecar["rejection_threshold"],
+        )
+        if thresholds is not None:
+            labels = np.where(
+                accepted(probabilities, thresholds), labels, self.sidecar["unknown_label"]
+            )
         rows = {
             "rel_path": [record["rel_path"] for record, _ in used],
             "label": labels,

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize_scalar  # noqa: E402
 
+from plankton_kedro.engine.rejection import accepted  # noqa: E402
+
 #: Search interval for the temperature (optimised as log T).
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
@@ -192,4 +194,72 @@ def rejection_report(probabilities: np.ndarray, labels: np.ndarray, threshold: f
         "n_accepted": n_accepted,
         "n_rejected": n_rejected,
         "rejected_accuracy_if_kept": float(correct[~accepted].mean()) if n_rejected else None,
+    }
+
+
+def choose_class_thresholds(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    target_precision: float,
+    *,
+    global_threshold: float,
+    min_images: int,
+) -> dict[str, dict]:
+    """A threshold per predicted class: among the held-out images predicted as that class, the
+    smallest max probability whose accepted images reach ``target_precision`` (that class's
+    precision). Classes predicted for fewer than ``min_images`` images keep the global one."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = probabilities.argmax(axis=1)
+    chosen = {}
+    for index, name in enumerate(class_names):
+        mine = predicted == index
+        if mine.sum() < min_images:
+            chosen[name] = {
+                "threshold": float(global_threshold),
+                "from": "global",
+                "val_predicted": int(mine.sum()),
+            }
+            continue
+        picked = choose_rejection_threshold(probabilities[mine], labels[mine], target_precision)
+        chosen[name] = {
+            "threshold": picked["threshold"],
+            "from": "class",
+            "val_predicted": int(mine.sum()),
+            "val_coverage": picked["val_coverage"],
+            "val_precision_on_accepted": picked["val_accuracy_on_accepted"],
+            "met": picked["met"],
+        }
+    return chosen
+
+
+def class_rejection_report(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    thresholds: np.ndarray,
+) -> dict:
+    """Apply per-class thresholds chosen elsewhere: overall coverage and accuracy on accepted,
+    and per predicted class its threshold, images, coverage and precision on accepted."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels)
+    predicted = probabilities.argmax(axis=1)
+    keep = accepted(probabilities, thresholds)
+    correct = predicted == labels
+    per_class = {}
+    for index, name in enumerate(class_names):
+        mine = predicted == index
+        kept = mine & keep
+        per_class[name] = {
+            "threshold": float(thresholds[index]),
+            "predicted": int(mine.sum()),
+            "coverage": float(kept.sum() / mine.sum()) if mine.any() else None,
+            "accuracy_on_accepted": float(correct[kept].mean()) if kept.any() else None,
+        }
+    return {
+        "coverage": float(keep.mean()) if len(keep) else 0.0,
+        "accuracy_on_accepted": float(correct[keep].mean()) if keep.any() else None,
+        "n_accepted": int(keep.sum()),
+        "n_rejected": int((~keep).sum()),
+        "per_class": per_class,
     }

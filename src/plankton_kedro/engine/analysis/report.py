@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from plankton_kedro.engine.checkpoint import Checkpoint
+from plankton_kedro.engine.rejection import class_thresholds_array
 
+from . import quantification
 from .calibration import (
+    choose_class_thresholds,
     choose_rejection_threshold,
+    class_rejection_report,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
@@ -30,6 +35,8 @@ def evaluation_report(
     target_precision: float,
     calibration_bins: int = 15,
     top_k: tuple[int, ...] = (3, 5),
+    class_threshold_min_images: int = 20,
+    shift_mixes: int = 20,
 ) -> tuple[dict[str, Any], dict[str, Any], Figure, Figure]:
     """Test metrics, calibration and the "unknown" threshold, chosen on the calibration split
     when there is one, else on validation.
@@ -49,12 +56,18 @@ def evaluation_report(
     temperature = fit_temperature(fitting["logits"], fitting["labels"])
     fitting_probabilities = softmax(fitting["logits"], temperature)
     test_probabilities = softmax(logits, temperature)
-    threshold = choose_rejection_threshold(
-        fitting_probabilities, fitting["labels"], target_precision
+    stored, choices = rejection_and_quantification(
+        fitting_probabilities,
+        fitting["labels"],
+        class_names,
+        manifest,
+        target_precision=target_precision,
+        min_images=class_threshold_min_images,
     )
+    threshold, class_thresholds = choices["global"], choices["per_class"]
     calibration = {
         "temperature": temperature,
-        "rejection_threshold": threshold["threshold"],
+        **stored,
         "target_precision": target_precision,
         "fitted_on": fitted_on,
         "checkpoint_version": checkpoint.version,
@@ -93,6 +106,27 @@ def evaluation_report(
         "open_set": {
             "chosen_on": {"split": fitted_on, **threshold},
             "test": rejection_report(test_probabilities, y_true, threshold["threshold"]),
+            "per_class": {
+                "chosen_on": {"split": fitted_on, "min_images": class_threshold_min_images},
+                "classes": class_thresholds,
+                "test": class_rejection_report(
+                    test_probabilities,
+                    y_true,
+                    class_names,
+                    class_thresholds_array(class_names, calibration["class_thresholds"], None),
+                ),
+            },
+        },
+        "quantification": {
+            "fitted_on": fitted_on,
+            "simulated_shift_on_test": quantification.shift_check(
+                test_probabilities,
+                y_true,
+                quantification.Quantifier.from_fitted(stored["quantification"]),
+                mixes=shift_mixes,
+            )
+            if shift_mixes
+            else None,
         },
     }
     title = (
@@ -110,6 +144,43 @@ def evaluation_report(
             title=f"{metrics['run']}: test split after temperature scaling (T={temperature:.2f})",
         ),
     )
+
+
+def rejection_and_quantification(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    manifest: pd.DataFrame,
+    *,
+    target_precision: float,
+    min_images: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What prediction needs beside the temperature, from calibrated probabilities on held-out
+    labelled images: the global and per-class "unknown" thresholds and the statistics of the
+    abundance corrections (stored with the model); and how each threshold was chosen."""
+    threshold = choose_rejection_threshold(probabilities, labels, target_precision)
+    class_thresholds = choose_class_thresholds(
+        probabilities,
+        labels,
+        class_names,
+        target_precision,
+        global_threshold=threshold["threshold"],
+        min_images=min_images,
+    )
+    stored = {
+        "rejection_threshold": threshold["threshold"],
+        "class_thresholds": {name: c["threshold"] for name, c in class_thresholds.items()},
+        "quantification": quantification.fit_quantifier(
+            probabilities, labels, train_counts(manifest, class_names)
+        ),
+    }
+    return stored, {"global": threshold, "per_class": class_thresholds}
+
+
+def train_counts(manifest: pd.DataFrame, class_names: list[str]) -> list[int]:
+    """Training images per class, in class order (the prior the model learnt)."""
+    train = manifest.loc[manifest["split"] == "train", "label"].value_counts()
+    return [int(train.get(name, 0)) for name in class_names]
 
 
 def dataset_name(manifest: pd.DataFrame) -> str:

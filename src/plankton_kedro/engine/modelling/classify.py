@@ -3,7 +3,8 @@
 Images are preprocessed exactly as in training, with the values stored in the checkpoint
 (padding fill, colour, bit depth, sizes, each member's normalisation), never the current
 parameters. Probabilities are temperature-scaled as fitted on validation, and an image whose
-top probability is below the stored "unknown" threshold is labelled ``unknown``.
+top probability is below the stored "unknown" threshold of its predicted class (or the global
+one) is labelled ``unknown``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from plankton_kedro.engine.collection.frame_crop import FrameCrop
 from plankton_kedro.engine.collection.layouts import SkippedFile
 from plankton_kedro.engine.collection.preprocessing import centre_crop
 from plankton_kedro.engine.collection.scan import decode_files
+from plankton_kedro.engine.rejection import class_thresholds_array
 
 from .data import normalise
 from .inference import cache_preprocessing
@@ -39,10 +41,12 @@ UNKNOWN = "unknown"
 
 @dataclass
 class PredictionResult:
-    """One row per classified image, its embedding rows, and every file left out."""
+    """One row per classified image, its embedding rows, the probabilities (rows in the
+    table's order; for abundance estimates), and every file left out."""
 
     predictions: pd.DataFrame
     embeddings: pd.DataFrame
+    probabilities: np.ndarray
     skipped: list[SkippedFile] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -50,7 +54,12 @@ class PredictionResult:
 class Classifier:
     """A checkpoint or an ensemble, ready to turn uint8 cache-sized images into probabilities."""
 
-    def __init__(self, model: AnyCheckpoint, calibration: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: AnyCheckpoint,
+        calibration: dict[str, Any] | None = None,
+        rejection: str = "per_class",
+    ):
         self.is_ensemble = isinstance(model, EnsembleCheckpoint)
         members = model.members if self.is_ensemble else [model]
         preprocessing = model.preprocessing
@@ -70,10 +79,20 @@ class Classifier:
             self.mode, self.weights = model.mode, list(model.weights)
             self.temperatures = list(model.temperatures)
             self.threshold = model.rejection_threshold
+            calibration = model.calibration
         else:
             self.mode, self.weights = "probabilities", [1.0]
             self.temperatures = [(calibration or {}).get("temperature", 1.0)]
             self.threshold = (calibration or {}).get("rejection_threshold")
+        #: per-class "unknown" thresholds (None: the global one for every class)
+        self.class_thresholds = (
+            (calibration or {}).get("class_thresholds") if rejection == "per_class" else None
+        )
+        #: the statistics of the abundance corrections, when evaluation stored them
+        self.quantification = (calibration or {}).get("quantification")
+        self.thresholds = class_thresholds_array(
+            self.class_names, self.class_thresholds, self.threshold
+        )
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +126,7 @@ def predict_files(
     """Classify every image of ``files`` (``(rel_path, bytes)``) batch by batch; with
     ``frame_crop``, scale bars are removed first, as at ingestion of the training images."""
     started = time.perf_counter()
-    rows, embedding_blocks, skipped = [], [], []
+    rows, embedding_blocks, probability_blocks, skipped = [], [], [], []
     decoded = decode_files(
         files,
         preprocessing=classifier.preprocessing,
@@ -123,6 +142,7 @@ def predict_files(
             probabilities, embeddings = classifier(np.stack([pixels for _, pixels in used]))
             paths = [record["rel_path"] for record, _ in used]
             rows += _rows(paths, probabilities, classifier, top_k)
+            probability_blocks.append(probabilities.astype(np.float32))
             if with_embeddings:
                 embedding_blocks.append(_embedding_frame(paths, embeddings))
         done += len(chunk)
@@ -133,7 +153,14 @@ def predict_files(
         if embedding_blocks
         else pd.DataFrame({"rel_path": pd.Series(dtype=str)})
     )
-    return PredictionResult(pd.DataFrame(rows), embeddings, skipped, time.perf_counter() - started)
+    probabilities = (
+        np.concatenate(probability_blocks)
+        if probability_blocks
+        else np.zeros((0, len(classifier.class_names)), np.float32)
+    )
+    return PredictionResult(
+        pd.DataFrame(rows), embeddings, probabilities, skipped, time.perf_counter() - started
+    )
 
 
 def class_counts(predictions: pd.DataFrame, class_names: list[str]) -> dict[str, int]:
@@ -147,11 +174,11 @@ def _rows(
 ) -> list[dict[str, Any]]:
     k = min(top_k, probabilities.shape[1])
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    threshold = classifier.threshold
+    thresholds = classifier.thresholds
     rows = []
     for path, probs, best in zip(paths, probabilities, order, strict=True):
         top = float(probs[best[0]])
-        known = threshold is None or top >= threshold
+        known = thresholds is None or top >= thresholds[best[0]]
         row = {
             "rel_path": path,
             "label": classifier.class_names[best[0]] if known else UNKNOWN,

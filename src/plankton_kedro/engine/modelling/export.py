@@ -92,6 +92,7 @@ def sidecar(model: AnyCheckpoint, classifier: Classifier) -> dict[str, Any]:
         "classes": classifier.class_names,
         "unknown_label": UNKNOWN,
         "rejection_threshold": classifier.threshold,
+        "class_thresholds": classifier.class_thresholds,  # None: the global one for all
         "input": {
             "name": INPUT_NAME,
             "dtype": "uint8",

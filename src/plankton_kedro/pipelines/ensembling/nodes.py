@@ -12,12 +12,14 @@ import pandas as pd
 from plankton_kedro.engine.checkpoint import Checkpoint, EnsembleCheckpoint
 from plankton_kedro.engine.config import EnsemblingParams, EvaluationParams
 from plankton_kedro.engine.errors import StageInputError
+from plankton_kedro.engine.rejection import class_thresholds_array
 from plankton_kedro.lazy import lazy_import
 
 calibration = lazy_import("plankton_kedro.engine.analysis.calibration")
 ensemble = lazy_import("plankton_kedro.engine.analysis.ensemble")
 inference = lazy_import("plankton_kedro.engine.modelling.inference")
 metrics = lazy_import("plankton_kedro.engine.analysis.metrics")
+analysis_report = lazy_import("plankton_kedro.engine.analysis.report")
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +72,15 @@ def build_ensemble(
         selection,
         temperatures=temperatures,
     )
-    threshold = calibration.choose_rejection_threshold(
-        val_probabilities, val_labels, evaluation.target_precision
+    stored, choices = analysis_report.rejection_and_quantification(
+        val_probabilities,
+        val_labels,
+        class_names,
+        manifest,
+        target_precision=evaluation.target_precision,
+        min_images=evaluation.class_threshold_min_images,
     )
+    threshold = choices["global"]
     ensemble_test = metrics.classification_report(
         test_labels, probabilities.argmax(1), class_names, scores=probabilities
     )
@@ -101,6 +109,15 @@ def build_ensemble(
                 "test": calibration.rejection_report(
                     probabilities, test_labels, threshold["threshold"]
                 ),
+                "per_class": {
+                    "classes": choices["per_class"],
+                    "test": calibration.class_rejection_report(
+                        probabilities,
+                        test_labels,
+                        class_names,
+                        class_thresholds_array(class_names, stored["class_thresholds"], None),
+                    ),
+                },
             },
         },
         "dataset": str(manifest.attrs.get("dataset")),
@@ -118,7 +135,11 @@ def build_ensemble(
         ensemble_test["f1_macro"],
     )
     artefact = EnsembleCheckpoint.from_selection(
-        members, selection, temperatures, rejection_threshold=threshold["threshold"]
+        members,
+        selection,
+        temperatures,
+        rejection_threshold=threshold["threshold"],
+        calibration={k: v for k, v in stored.items() if k != "rejection_threshold"},
     )
     return artefact, report
 

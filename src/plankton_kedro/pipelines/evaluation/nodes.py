@@ -19,8 +19,10 @@ from plankton_kedro.engine.config import (
 from plankton_kedro.lazy import lazy_import
 
 feature_path = lazy_import("plankton_kedro.engine.analysis.features")
+model_card = lazy_import("plankton_kedro.engine.analysis.model_card")
 inference = lazy_import("plankton_kedro.engine.modelling.inference")
 model_builder = lazy_import("plankton_kedro.engine.modelling.model")
+quantification = lazy_import("plankton_kedro.engine.analysis.quantification")
 report = lazy_import("plankton_kedro.engine.analysis.report")
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ def evaluate_on_target_test(
         target_precision=evaluation.target_precision,
         calibration_bins=evaluation.calibration_bins,
         top_k=tuple(evaluation.top_k),
+        class_threshold_min_images=evaluation.class_threshold_min_images,
+        shift_mixes=evaluation.shift_check_mixes,
     )
     logger.info(
         "%s: target test accuracy %.4f · f1_macro %.4f · n_test %d · ECE %.3f -> %.3f "
@@ -75,7 +79,27 @@ def evaluate_on_target_test(
         metrics["open_set"]["test"]["coverage"],
         calibration["rejection_threshold"],
     )
+    if shift := metrics["quantification"]["simulated_shift_on_test"]:
+        errors = shift["mean_absolute_error"]
+        logger.info(
+            "%s: class counts under simulated shift (%d test mixes), mean absolute error of "
+            "the fractions: raw %.4f · ACC %.4f · PACC %.4f · EM %.4f",
+            metrics["run"],
+            shift["mixes"],
+            *(errors[method] for method in quantification.METHODS),
+        )
     return metrics, calibration, confusion, reliability
+
+
+def write_model_card(
+    target_model: Checkpoint,
+    manifest: pd.DataFrame,
+    metrics: dict[str, Any],
+    calibration: dict[str, Any],
+) -> str:
+    """A short Markdown card of the model: data and versions, classes, recipe, test metrics,
+    weakest pairs, calibration, intended use and known limits."""
+    return model_card.model_card(target_model, manifest, metrics, calibration)
 
 
 def extract_features(

@@ -14,6 +14,7 @@ from .nodes import (
     extract_pretrained_probe_features,
     extract_stage1_probe_features,
     predict_target_splits,
+    write_model_card,
 )
 
 
@@ -38,7 +39,7 @@ def probe_features_node(route: Route):
 
 def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
     """<ns>.target_model (+ <ns>.source_model) + target set -> <ns>.metrics, .calibration,
-    .confusion_matrix, .reliability_diagram, .features, .pretrained_features and
+    .confusion_matrix, .reliability_diagram, .model_card, .features, .pretrained_features and
     .feature_classifiers."""
     namespace = namespace or route.name
     template = Pipeline(
@@ -54,6 +55,12 @@ def evaluate_route(route: Route, namespace: str | None = None) -> Pipeline:
                 ["target_model", "manifest", "predictions", "params:evaluation"],
                 ["metrics", "calibration", "confusion_matrix", "reliability_diagram"],
                 name="evaluate_on_target_test",
+            ),
+            node(
+                write_model_card,
+                ["target_model", "manifest", "metrics", "calibration"],
+                "model_card",
+                name="write_model_card",
             ),
             node(
                 extract_features,
