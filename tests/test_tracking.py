@@ -71,12 +71,36 @@ def test_test_metrics_are_logged_per_run_and_settings_are_not(tracked):
     assert not any(key.endswith("test_seed") for key in metrics)
 
 
+def test_per_class_results_stay_in_the_report_and_the_shift_errors_become_metrics(tracked):
+    """Catches class names turned into metric keys (EcoTaxa-style names such as
+    "Oithona<Cyclopoida" are refused by MLflow and would end the run)."""
+    classes = {"Oithona<Cyclopoida": {"threshold": 0.9, "coverage": 0.5}}
+    report = {
+        "accuracy": 0.7,
+        "n_test": 80,
+        "open_set": {
+            "test": {"coverage": 0.8},
+            "per_class": {"classes": classes, "test": {"coverage": 0.75, "per_class": classes}},
+        },
+        "quantification": {
+            "simulated_shift_on_test": {"mean_absolute_error": {"em": 0.01, "adjusted_count": 0.02}}
+        },
+    }
+    tracked.saved("two_stage.metrics", report, "two_stage/metrics.json", "v1")
+    metrics = MlflowClient(tracked.uri).get_run(tracked.run_id).data.metrics
+    assert metrics["two_stage/test_open_set.test.coverage"] == 0.8
+    assert metrics["two_stage/test_open_set.per_class.coverage"] == 0.75
+    assert metrics["two_stage/test_shift_error.em"] == 0.01
+    assert not any("Oithona" in key for key in metrics)
+
+
 def test_figures_and_reports_become_artefacts(tracked):
     figure, _ = plt.subplots()
     tracked.saved("two_stage.confusion_matrix", figure, "a/confusion_matrix.png", "v1")
     tracked.saved("two_stage.metrics", {"accuracy": 0.5, "n_test": 4}, "b/metrics.json", "v1")
     table = pd.DataFrame({"route": ["in_domain"], "accuracy": [0.7]})
     tracked.saved("route_comparison", table, "c/route_comparison.csv", "v1")
+    tracked.saved("two_stage.model_card", "# Model card", "e/model_card.md", "v1")
     huge = pd.DataFrame({"rel_path": [f"{i}.png" for i in range(20_000)]})
     tracked.saved("predictions", huge, "d/predictions.csv", "v1")  # stays in data/ only
     plt.close(figure)
@@ -90,6 +114,7 @@ def test_figures_and_reports_become_artefacts(tracked):
         "figures/two_stage.confusion_matrix.png",
         "reports/two_stage.metrics.json",
         "reports/route_comparison.csv",
+        "reports/two_stage.model_card.md",
     }
 
 

@@ -127,6 +127,8 @@ class MlflowRun:
             elif isinstance(data, dict) and filepath and filepath.endswith(".json"):
                 self.client.log_dict(self.run_id, data, f"reports/{name}.json")
                 self._test_metrics(name, data)
+            elif isinstance(data, str) and filepath and filepath.endswith(".md"):  # model card
+                self.client.log_text(self.run_id, data, f"reports/{name}.md")
             elif _small_table(data) and filepath and filepath.endswith(".csv"):
                 self.client.log_text(self.run_id, data.to_csv(index=False), f"reports/{name}.csv")
 
@@ -140,7 +142,12 @@ class MlflowRun:
         prefix = name.rsplit(".", 1)[0] if "." in name else "target"
         scores = {k: v for k, v in report.items() if k not in REPORT_SETTINGS}
         scores.update(_numeric_leaves(report.get("calibration"), "calibration."))
-        scores.update(_numeric_leaves(report.get("open_set"), "open_set."))
+        open_set = dict(report.get("open_set") or {})
+        per_class = open_set.pop("per_class", None) or {}  # per class name: not metric keys
+        scores.update(_numeric_leaves(open_set, "open_set."))
+        scores.update(_numeric_leaves(per_class.get("test"), "open_set.per_class."))
+        shift = (report.get("quantification") or {}).get("simulated_shift_on_test") or {}
+        scores.update(_numeric_leaves(shift.get("mean_absolute_error"), "shift_error."))
         metrics = [
             Metric(f"{prefix}/test_{key}", float(value), _now_ms(), 0)
             for key, value in scores.items()
@@ -202,6 +209,8 @@ def _numeric_leaves(tree: Any, prefix: str) -> dict[str, float]:
         return {}
     found: dict[str, float] = {}
     for key, value in tree.items():
+        if key == "per_class":  # keyed by class names, which metric keys cannot all hold
+            continue
         if isinstance(value, dict):
             found.update(_numeric_leaves(value, f"{prefix}{key}."))
         elif isinstance(value, int | float) and not isinstance(value, bool):

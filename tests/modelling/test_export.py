@@ -66,16 +66,25 @@ def test_an_ensemble_exports_as_one_graph_with_its_weights_and_temperatures(trai
         assert np.abs(got - expected).max() < TOLERANCE, mode
 
 
-def test_the_sidecar_alone_classifies_image_files_as_predict_does(trained, tmp_path):
+@pytest.mark.parametrize("per_class", [False, True], ids=["global", "per_class"])
+def test_the_sidecar_alone_classifies_image_files_as_predict_does(trained, tmp_path, per_class):
     """Catches a sidecar missing a preprocessing value (fill, colour, sizes), the classes or
-    the "unknown" threshold: the files are decoded from the sidecar's values only (read
-    back from its JSON text) and must get predict's labels."""
+    the "unknown" thresholds (global, or per class: the ONNX path ignoring them): the files
+    are decoded from the sidecar's values only (read back from its JSON text) and must get
+    predict's labels."""
     root, _, checkpoint = trained
     files = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in sorted(root.rglob("*.png"))]
     # a threshold in the middle of the confidences, so that some images are "unknown"
     first = predict_files(Classifier(checkpoint), files, workers=1).predictions
     threshold = float(np.median(first["probability"]))
     calibration = {"temperature": 1.0, "rejection_threshold": threshold}
+    if per_class:  # the global threshold accepts all; the most predicted class's, half of it
+        favourite = first["label"].value_counts().index[0]
+        own = float(np.median(first.loc[first["label"] == favourite, "probability"]))
+        calibration["rejection_threshold"] = 0.0
+        calibration["class_thresholds"] = {
+            name: own if name == favourite else 0.0 for name in checkpoint.class_names
+        }
     expected = predict_files(Classifier(checkpoint, calibration), files, workers=1).predictions
     onnx_bytes, sidecar = export_onnx(checkpoint, calibration)
     (tmp_path / "model.json").write_text(json.dumps(sidecar))
@@ -84,6 +93,8 @@ def test_the_sidecar_alone_classifies_image_files_as_predict_does(trained, tmp_p
     ).classify(files)
     assert not skipped and len(rows) == len(files) == len(expected)
     assert (expected["label"] == "unknown").any() and (expected["label"] != "unknown").any()
+    if per_class:
+        assert set(expected.loc[expected["label"] == "unknown", "top1_label"]) == {favourite}
     assert rows["rel_path"].tolist() == expected["rel_path"].tolist()
     assert rows["label"].tolist() == expected["label"].tolist()
     np.testing.assert_allclose(rows["probability"], expected["probability"], atol=TOLERANCE)
