@@ -556,6 +556,20 @@ def write_corpus(corpus: Path) -> list[BadInput]:  # noqa: PLR0915 - one block p
         usable_images=len(GOOD),
     )
 
+    # the EcoTaxa taxonomy table: read before any image is classified
+    taxonomies = corpus / "taxonomy"
+    taxonomies.mkdir()
+    (taxonomies / "twice.csv").write_text("label,ecotaxa_name\na,Copepoda\na,Calanoida\n")
+    (taxonomies / "three_columns.csv").write_text("a,Copepoda,extra\n")
+    for name, table, error in (
+        ("predict: taxonomy table missing", "nowhere.csv", "does not exist"),
+        ("predict: taxonomy label twice", "twice.csv", "line 3: label 'a' is already mapped"),
+        ("predict: taxonomy row of 3 columns", "three_columns.csv", "expected 2 columns"),
+    ):
+        params = f"predict_images={target},predict_model={good_model}"
+        params += f",predict.ecotaxa.taxonomy={taxonomies / table}"
+        cases.append(BadInput(name, "predict", params, error=error, report=PREDICTION_REPORT))
+
     # what killed runs left behind is removed by the next run
     cases.append(
         BadInput(

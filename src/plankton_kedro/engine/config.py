@@ -353,12 +353,12 @@ class EcoTaxaParams(_Strict):
 
     @field_validator("taxonomy")
     @classmethod
-    def _taxonomy_exists(cls, path: str | None) -> str | None:
-        if path is not None and not Path(path).is_file():
-            raise ValueError(
-                f"no taxonomy file {path} (a CSV with columns label,ecotaxa_name; "
-                "null: EcoTaxa gets our class names)"
-            )
+    def _readable_taxonomy(cls, path: str | None) -> str | None:
+        """Read now, so that a bad table stops the run before any image is classified."""
+        if path is not None:
+            from plankton_kedro.engine.ecotaxa import read_taxonomy
+
+            read_taxonomy(path)  # an EcoTaxaExportError (a ValueError) names file and line
         return path
 
 

@@ -181,6 +181,11 @@ def export_to_ecotaxa(
             ", ".join(export.unmapped),
             path,
         )
+    strangers = sorted(set(taxonomy or {}) - set(predict_model["model"].class_names))
+    if strangers:
+        logger.warning(
+            "EcoTaxa: %s in %s are not classes of the model (misspelt?)", ", ".join(strangers), path
+        )
     unclassified = int((predictions["label"] == classify.UNKNOWN).sum())
     logger.info(
         "EcoTaxa: %d objects in %d samples (%d predicted, %d unclassified)",
