@@ -495,6 +495,8 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     assert set(abundance["method"]) == {
         "classify_and_count", "adjusted_count", "probabilistic_adjusted_count", "em"
     }  # fmt: skip
+    recommended = calibration["quantification"]["recommended"]
+    assert set(abundance.loc[abundance["recommended"], "method"]) == {recommended}
     sums = abundance.groupby(["sample", "method"])["count"].sum()
     assert np.allclose(sums, 10) and len(sums) == 3 * 4
     raw = abundance[abundance["method"] == "classify_and_count"].set_index(["sample", "label"])

@@ -262,7 +262,7 @@ def _build(monkeypatch, outputs: dict[str, dict[str, dict]]):
     ensembling = EnsemblingParams(
         members=[{"name": name, "model": "test_resnet"} for name in names]
     )
-    manifest = pd.DataFrame({"split": ["val"] * 30 + ["test"] * 30})
+    manifest = pd.DataFrame({"split": ["val"] * 30 + ["test"] * 30, "label": ["a"] * 60})
     manifest.attrs.update(dataset="tiny", version="v1")
     return nodes.build_ensemble(
         np.zeros((60, 4, 4, 3), np.uint8), manifest, ensembling, EvaluationParams(), *checkpoints
@@ -298,6 +298,8 @@ def test_changing_only_the_test_split_changes_nothing_that_is_chosen(monkeypatch
     assert other_report["selection"] == report["selection"]
     assert other_artefact.temperatures == artefact.temperatures
     assert other_artefact.rejection_threshold == artefact.rejection_threshold
+    assert other_artefact.calibration == artefact.calibration  # per-class, abundance statistics
+    assert set(artefact.calibration) == {"class_thresholds", "quantification"}
     assert [m["temperature"] for m in other_report["members"].values()] == [
         m["temperature"] for m in report["members"].values()
     ]

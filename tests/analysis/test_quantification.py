@@ -120,3 +120,16 @@ def test_em_divides_out_the_training_prior_of_an_imbalanced_training_set():
     truth = np.array([0.2, 0.8])
     raw_error = np.abs(estimates["classify_and_count"][0] - truth).max()
     assert np.abs(estimates["em"][0] - truth).max() < min(0.05, raw_error / 3)
+
+
+def test_the_recommended_method_is_chosen_on_held_out_halves(classifier_and_splits):
+    """With 300 validation images per class a correction must win over counting; the choice
+    never sees the test split (its inputs are validation outputs only)."""
+    model, _, _ = classifier_and_splits
+    rng = np.random.default_rng(11)
+    centres = np.array([[0, 0], [2.5, 0], [0, 2.5], [2.5, 2.5]])
+    x_val, y_val = _blobs(rng, [300, 300, 300, 300], centres)
+    choice = q.choose_method(model.predict_proba(x_val), y_val, [400] * 4, mixes=10)
+    errors = choice["mean_absolute_error"]
+    assert choice["recommended"] != "classify_and_count"
+    assert errors[choice["recommended"]] == min(errors.values()) < errors["classify_and_count"]

@@ -193,7 +193,7 @@ class _RecordingClassifier:
     """Stands in for engine.predict.Classifier: keeps the pixels it is given."""
 
     preprocessing = CachePreprocessing(cache_size=DATA.cache_size)
-    threshold, class_names = None, ["a", "b"]
+    threshold, thresholds, class_names = None, None, ["a", "b"]
 
     def __init__(self):
         self.seen = []

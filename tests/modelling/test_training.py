@@ -202,7 +202,7 @@ def _split(seed: int, scale: float, n: int = 600) -> dict[str, np.ndarray]:
 
 def _calibration(val: dict, test: dict) -> tuple[dict, dict]:
     checkpoint = small_checkpoint(class_names=CLASSES)
-    manifest = pd.DataFrame({"split": ["val", "test"]})
+    manifest = pd.DataFrame({"split": ["train", "val", "test"], "label": CLASSES[:1] * 3})
     manifest.attrs.update(dataset="tiny", version="v1")
     metrics, calibration, *figures = evaluation_report(
         checkpoint, manifest, {"val": val, "test": test}, target_precision=0.9
@@ -240,6 +240,9 @@ def test_temperature_and_unknown_threshold_are_fitted_on_validation_only():
     assert other_metrics["accuracy"] != metrics["accuracy"]
     assert same["temperature"] == temperature
     assert same["rejection_threshold"] == calibration["rejection_threshold"]
+    assert same == calibration  # per-class thresholds, abundance statistics and method too
+    choice = metrics["quantification"]["method_choice"]
+    assert other_metrics["quantification"]["method_choice"] == choice  # scored on val only
 
     # other validation logits: both are chosen again
     _, refitted = _calibration(_split(0, scale=8.0), test)

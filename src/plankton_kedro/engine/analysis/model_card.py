@@ -345,7 +345,18 @@ def _known_limits(
             f"- Every class has at least {FEW_TEST_IMAGES} test images; the metrics of classes "
             "with few images are still uncertain by several points."
         )
-    if calibration.get("quantification"):
+    fitted = calibration.get("quantification") or {}
+    shift = (metrics.get("quantification") or {}).get("simulated_shift_on_test")
+    if fitted.get("recommended") and shift:
+        errors = shift["mean_absolute_error"]
+        best = fitted["recommended"]
+        abundance = (
+            f"under simulated class-mix shift of the test split, the mean absolute error of the "
+            f"class fractions was {_number(errors['classify_and_count'])} for raw counts and "
+            f"{_number(errors[best])} for `{best}`, the estimate to read in "
+            "`abundance_estimates.csv`"
+        )
+    elif fitted:
         abundance = (
             "this model's calibration stores the statistics for corrected abundance "
             "estimates (adjusted count, probabilistic adjusted count, EM): use those"

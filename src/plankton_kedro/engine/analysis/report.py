@@ -73,6 +73,21 @@ def evaluation_report(
         "checkpoint_version": checkpoint.version,
         "manifest_version": manifest.attrs.get("version"),
     }
+    shift, choice = None, None
+    if shift_mixes:  # the method is chosen on the fitting split; test only reports
+        shift = quantification.shift_check(
+            test_probabilities,
+            y_true,
+            quantification.Quantifier.from_fitted(stored["quantification"]),
+            mixes=shift_mixes,
+        )
+        choice = quantification.choose_method(
+            fitting_probabilities,
+            fitting["labels"],
+            train_counts(manifest, class_names),
+            mixes=shift_mixes,
+        )
+    stored["quantification"]["recommended"] = choice and choice["recommended"]
     metrics = {
         **classification_report(y_true, y_pred, class_names, scores=logits, top_k=top_k),
         "split": "test",
@@ -119,14 +134,8 @@ def evaluation_report(
         },
         "quantification": {
             "fitted_on": fitted_on,
-            "simulated_shift_on_test": quantification.shift_check(
-                test_probabilities,
-                y_true,
-                quantification.Quantifier.from_fitted(stored["quantification"]),
-                mixes=shift_mixes,
-            )
-            if shift_mixes
-            else None,
+            "method_choice": choice,
+            "simulated_shift_on_test": shift,
         },
     }
     title = (

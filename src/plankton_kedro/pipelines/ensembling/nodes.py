@@ -19,6 +19,7 @@ calibration = lazy_import("plankton_kedro.engine.analysis.calibration")
 ensemble = lazy_import("plankton_kedro.engine.analysis.ensemble")
 inference = lazy_import("plankton_kedro.engine.modelling.inference")
 metrics = lazy_import("plankton_kedro.engine.analysis.metrics")
+quantification = lazy_import("plankton_kedro.engine.analysis.quantification")
 analysis_report = lazy_import("plankton_kedro.engine.analysis.report")
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,27 @@ def build_ensemble(
         min_images=evaluation.class_threshold_min_images,
     )
     threshold = choices["global"]
+    shift = (
+        quantification.shift_check(
+            probabilities,
+            test_labels,
+            quantification.Quantifier.from_fitted(stored["quantification"]),
+            mixes=evaluation.shift_check_mixes,
+        )
+        if evaluation.shift_check_mixes
+        else None
+    )
+    choice = (
+        quantification.choose_method(
+            val_probabilities,
+            val_labels,
+            analysis_report.train_counts(manifest, class_names),
+            mixes=evaluation.shift_check_mixes,
+        )
+        if evaluation.shift_check_mixes
+        else None
+    )
+    stored["quantification"]["recommended"] = choice and choice["recommended"]
     ensemble_test = metrics.classification_report(
         test_labels, probabilities.argmax(1), class_names, scores=probabilities
     )
@@ -119,6 +141,10 @@ def build_ensemble(
                     ),
                 },
             },
+        },
+        "quantification": {
+            "method_choice": choice,
+            "simulated_shift_on_test": shift,
         },
         "dataset": str(manifest.attrs.get("dataset")),
         "manifest_version": manifest.attrs.get("version"),

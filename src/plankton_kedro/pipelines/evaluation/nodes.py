@@ -83,10 +83,11 @@ def evaluate_on_target_test(
         errors = shift["mean_absolute_error"]
         logger.info(
             "%s: class counts under simulated shift (%d test mixes), mean absolute error of "
-            "the fractions: raw %.4f · ACC %.4f · PACC %.4f · EM %.4f",
+            "the fractions: raw %.4f · ACC %.4f · PACC %.4f · EM %.4f; predict recommends %s",
             metrics["run"],
             shift["mixes"],
             *(errors[method] for method in quantification.METHODS),
+            quantification.METHOD_LABELS[metrics["quantification"]["method_choice"]["recommended"]],
         )
     return metrics, calibration, confusion, reliability
 

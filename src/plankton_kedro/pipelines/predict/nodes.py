@@ -139,6 +139,7 @@ def estimate_abundance(
         replicates=settings.bootstrap,
         confidence=settings.confidence,
         seed=settings.seed,
+        recommended=None if fitted is None else fitted.get("recommended"),
     )
     clipped = table.loc[table["clipped"]].groupby("method")["sample"].nunique()
     for method, samples in clipped.items():
@@ -155,11 +156,15 @@ def estimate_abundance(
             "abundance: no validation images of %s: their errors are taken as zero",
             ", ".join(unseen),
         )
+    recommended = table.loc[table["recommended"], "method"].unique()
     logger.info(
-        "abundance: %d samples · %s · %d bootstrap replicates",
+        "abundance: %d samples · %s · %d bootstrap replicates · recommended for this model: %s",
         table["sample"].nunique(),
         ", ".join(quantification.METHOD_LABELS[m] for m in table["method"].unique()),
         settings.bootstrap,
+        quantification.METHOD_LABELS[recommended[0]]
+        if len(recommended)
+        else "none (its evaluation made no simulated-shift check)",
     )
     return table, quantification.abundance_figure(table)
 
