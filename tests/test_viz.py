@@ -156,6 +156,7 @@ def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(v
         "two_stage.confusion_matrix": "ImagePreview",
         "two_stage.target_learning_curves": "ImagePreview",
         "two_stage.target_model": "JSONPreview",
+        "two_stage.model_card": "HTMLPreview",
         "target_manifest": "TablePreview",
         "target_images": "TablePreview",
     }
@@ -166,6 +167,8 @@ def test_static_site_has_layers_and_previews_of_metrics_plots_and_our_datasets(v
     assert {"model_name", "class_names", "image_size", "best_score"} <= set(
         json.loads(model["preview"])
     )
+    _, card = _api_node(viz_site, "two_stage", "two_stage.model_card")
+    assert "<h2>Known limits</h2>" in card["preview"] and "<table>" in card["preview"]
     # Scripts and styles are local files: only an optional web font points elsewhere.
     page = (viz_site / "index.html").read_text()
     assert not re.search(r'<script[^>]+src="https?://', page)
