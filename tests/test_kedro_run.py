@@ -450,10 +450,10 @@ def _new_images(root: Path) -> Path:
     with zipfile.ZipFile(PROJECT_ROOT / "data/01_raw/demo_target.zip") as demo:
         members = [n for n in demo.namelist() if n.endswith(".png")][:90:3]
         for i, name in enumerate(members):
-            folder = root / ["", "station_a", "station_a/deep"][i % 3]
+            folder = root / ["", "NA", "NA/001"][i % 3]  # names a CSV reader turns into NaN, 1
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"img_{i:02d}.png").write_bytes(demo.read(name))
-    (root / "station_a" / "notes.txt").write_text("cast 12")
+    (root / "NA" / "notes.txt").write_text("cast 12")
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     return root
 
@@ -469,11 +469,15 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
         result = kedro(project, "--pipelines=predict", "--params", f"predict_images={source}")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         tables.append(
-            pd.read_csv(latest(project, "data/07_model_output/predictions/predictions.csv"))
+            pd.read_csv(
+                latest(project, "data/07_model_output/predictions/predictions.csv"),
+                keep_default_na=False,
+                dtype={"sample": str},
+            )
         )
         report = latest_json(project, "data/08_reporting/predictions/prediction_report.json")
         assert report["images"] == 30 and report["skipped_count"] == 2
-        assert {s["path"] for s in report["skipped"]} == {"broken.png", "station_a/notes.txt"}
+        assert {s["path"] for s in report["skipped"]} == {"broken.png", "NA/notes.txt"}
         assert report["model"]["version"] and report["model"]["unknown_threshold"] is not None
     by_folder, by_zip = tables
     # images at the top form a sample named after the folder or archive they came in
@@ -487,10 +491,12 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     ).tolist()
     # abundance per sample (folder): every method's counts add up to the sample's images
     assert by_folder.groupby("sample").size().to_dict() == {
-        "new": 10, "station_a": 10, "station_a/deep": 10
+        "new": 10, "NA": 10, "NA/001": 10
     }  # fmt: skip
     abundance = pd.read_csv(
-        latest(project, "data/07_model_output/predictions/abundance_estimates.csv")
+        latest(project, "data/07_model_output/predictions/abundance_estimates.csv"),
+        keep_default_na=False,
+        dtype={"sample": str},
     )
     assert set(abundance["method"]) == {
         "classify_and_count", "adjusted_count", "probabilistic_adjusted_count", "em"
@@ -508,13 +514,17 @@ def test_predict_new_images_from_a_folder_or_a_zip_with_a_route_or_the_ensemble(
     ) as zf:
         names = set(zf.namelist())
         exported = pd.read_csv(
-            zf.open("ecotaxa_export.tsv"), sep="\t", skiprows=[1], encoding="utf-8-sig"
+            zf.open("ecotaxa_export.tsv"),
+            sep="\t",
+            skiprows=[1],
+            encoding="utf-8-sig",
+            keep_default_na=False,
         )
     assert len(exported) == 30 and set(exported["img_file_name"]) <= names
     assert set(exported["sample_id"]) == set(by_zip["sample"])
     card = latest(project, "data/08_reporting/two_stage/model_card.md").read_text()
     assert "## Known limits" in card and "| radiolarian | 24 | 8 | 8 |" in card
-    assert "station_a/deep/img_02.png" in set(by_folder["rel_path"])
+    assert "NA/001/img_02.png" in set(by_folder["rel_path"])
     assert {"top1_label", "top1_probability", "top3_label"} <= set(by_folder.columns)
     known = by_folder["label"] != "unknown"
     assert (by_folder.loc[known, "label"] == by_folder.loc[known, "top1_label"]).all()

@@ -164,6 +164,11 @@ def test_each_class_gets_the_threshold_its_own_precision_needs():
         "threshold": 0.77, "predicted": 2, "coverage": 0.5, "accuracy_on_accepted": 1.0
     }  # fmt: skip
     assert report["n_accepted"] == 4 + 3 + 1
+    # a class right on every image keeps nothing stricter than the global threshold
+    lenient = choose_class_thresholds(
+        probabilities, labels, ["a", "b", "c"], 1.0, global_threshold=0.3, min_images=3
+    )
+    assert lenient["a"]["threshold"] == 0.3 and lenient["b"]["threshold"] == pytest.approx(0.85)
 
 
 def test_rejection_report_applies_a_threshold_to_another_set():

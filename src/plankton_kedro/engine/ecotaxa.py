@@ -43,8 +43,8 @@ import pandas as pd
 from PIL import Image
 
 from plankton_kedro.engine.errors import PlanktonUserError
+from plankton_kedro.engine.rejection import UNKNOWN
 
-UNKNOWN = "unknown"
 PREDICTED = "predicted"
 FLOAT, TEXT = "[f]", "[t]"
 TSV_ENCODING = "utf-8-sig"  # EcoTaxa reads Latin-1 unless the file starts with this BOM

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["accepted", "class_thresholds_array"]
+__all__ = ["UNKNOWN", "accepted", "class_thresholds_array"]
+
+#: The label of an image below its threshold.
+UNKNOWN = "unknown"
 
 
 def class_thresholds_array(

@@ -208,7 +208,8 @@ def choose_class_thresholds(
 ) -> dict[str, dict]:
     """A threshold per predicted class: among the held-out images predicted as that class, the
     smallest max probability whose accepted images reach ``target_precision`` (that class's
-    precision). Classes predicted for fewer than ``min_images`` images keep the global one."""
+    precision); no higher than the global one when all of them reach it. Classes predicted for
+    fewer than ``min_images`` images keep the global one."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     predicted = probabilities.argmax(axis=1)
     chosen = {}
@@ -222,8 +223,13 @@ def choose_class_thresholds(
             }
             continue
         picked = choose_rejection_threshold(probabilities[mine], labels[mine], target_precision)
+        own = picked["threshold"]
+        if picked["met"] and picked["val_coverage"] == 1.0:
+            # every image met the target down to the least sure: this class's own threshold
+            # says nothing below that, so it accepts what the global one accepts as well
+            own = min(own, float(global_threshold))
         chosen[name] = {
-            "threshold": picked["threshold"],
+            "threshold": own,
             "from": "class",
             "val_predicted": int(mine.sum()),
             "val_coverage": picked["val_coverage"],

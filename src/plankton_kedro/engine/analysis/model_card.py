@@ -242,6 +242,12 @@ def _calibration(metrics: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
             f"\n\nAn image whose highest calibrated probability is below **{_number(threshold)}** "
             "is labelled “unknown”"
             + (f" (chosen for {_percent(target)} accuracy on accepted images)" if target else "")
+            + (
+                "; `predict` applies each class's own threshold (below) unless told "
+                "`predict.rejection=global`"
+                if calibration.get("class_thresholds")
+                else ""
+            )
             + ".\n\n"
         )
         chosen, test = open_set.get("chosen_on") or {}, open_set.get("test") or {}
@@ -324,7 +330,9 @@ def _known_limits(
 ) -> str:
     threshold = calibration.get("rejection_threshold")
     unknown = (
-        f"go to “unknown” at best (highest probability below {_number(threshold)})"
+        "go to “unknown” at best (highest probability below their predicted class's threshold)"
+        if calibration.get("class_thresholds")
+        else f"go to “unknown” at best (highest probability below {_number(threshold)})"
         if threshold is not None
         else "go to “unknown” at best"
     )

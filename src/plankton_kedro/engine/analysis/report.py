@@ -63,6 +63,7 @@ def evaluation_report(
         manifest,
         target_precision=target_precision,
         min_images=class_threshold_min_images,
+        shift_mixes=shift_mixes,
     )
     threshold, class_thresholds = choices["global"], choices["per_class"]
     calibration = {
@@ -73,21 +74,6 @@ def evaluation_report(
         "checkpoint_version": checkpoint.version,
         "manifest_version": manifest.attrs.get("version"),
     }
-    shift, choice = None, None
-    if shift_mixes:  # the method is chosen on the fitting split; test only reports
-        shift = quantification.shift_check(
-            test_probabilities,
-            y_true,
-            quantification.Quantifier.from_fitted(stored["quantification"]),
-            mixes=shift_mixes,
-        )
-        choice = quantification.choose_method(
-            fitting_probabilities,
-            fitting["labels"],
-            train_counts(manifest, class_names),
-            mixes=shift_mixes,
-        )
-    stored["quantification"]["recommended"] = choice and choice["recommended"]
     metrics = {
         **classification_report(y_true, y_pred, class_names, scores=logits, top_k=top_k),
         "split": "test",
@@ -134,8 +120,10 @@ def evaluation_report(
         },
         "quantification": {
             "fitted_on": fitted_on,
-            "method_choice": choice,
-            "simulated_shift_on_test": shift,
+            "method_choice": choices["method"],
+            "simulated_shift_on_test": shift_on_test(
+                stored, test_probabilities, y_true, mixes=shift_mixes
+            ),
         },
     }
     title = (
@@ -163,10 +151,12 @@ def rejection_and_quantification(
     *,
     target_precision: float,
     min_images: int,
+    shift_mixes: int,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """What prediction needs beside the temperature, from calibrated probabilities on held-out
-    labelled images: the global and per-class "unknown" thresholds and the statistics of the
-    abundance corrections (stored with the model); and how each threshold was chosen."""
+    labelled images: the global and per-class "unknown" thresholds, the statistics of the
+    abundance corrections and the estimate to recommend (stored with the model); and how each
+    was chosen. Nothing here sees the test split."""
     threshold = choose_rejection_threshold(probabilities, labels, target_precision)
     class_thresholds = choose_class_thresholds(
         probabilities,
@@ -176,14 +166,32 @@ def rejection_and_quantification(
         global_threshold=threshold["threshold"],
         min_images=min_images,
     )
+    counts = train_counts(manifest, class_names)
+    method = (
+        quantification.choose_method(probabilities, labels, counts, mixes=shift_mixes)
+        if shift_mixes
+        else None
+    )
     stored = {
         "rejection_threshold": threshold["threshold"],
         "class_thresholds": {name: c["threshold"] for name, c in class_thresholds.items()},
-        "quantification": quantification.fit_quantifier(
-            probabilities, labels, train_counts(manifest, class_names)
-        ),
+        "quantification": {
+            **quantification.fit_quantifier(probabilities, labels, counts),
+            "recommended": method and method["recommended"],
+        },
     }
-    return stored, {"global": threshold, "per_class": class_thresholds}
+    return stored, {"global": threshold, "per_class": class_thresholds, "method": method}
+
+
+def shift_on_test(
+    stored: dict[str, Any], probabilities: np.ndarray, labels: np.ndarray, *, mixes: int
+) -> dict[str, Any] | None:
+    """The simulated-shift check of the stored corrections on the test split (a report: it
+    chooses nothing); None with ``mixes=0``."""
+    if not mixes:
+        return None
+    fitted = quantification.Quantifier.from_fitted(stored["quantification"])
+    return quantification.shift_check(probabilities, labels, fitted, mixes=mixes)
 
 
 def train_counts(manifest: pd.DataFrame, class_names: list[str]) -> list[int]:

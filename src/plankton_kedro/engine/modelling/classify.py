@@ -27,7 +27,7 @@ from plankton_kedro.engine.collection.frame_crop import FrameCrop
 from plankton_kedro.engine.collection.layouts import SkippedFile
 from plankton_kedro.engine.collection.preprocessing import centre_crop
 from plankton_kedro.engine.collection.scan import decode_files
-from plankton_kedro.engine.rejection import class_thresholds_array
+from plankton_kedro.engine.rejection import UNKNOWN, class_thresholds_array
 
 from .data import normalise
 from .inference import cache_preprocessing
@@ -35,8 +35,6 @@ from .model import model_from_checkpoint
 from .runtime import resolve_device
 
 logger = logging.getLogger(__name__)
-
-UNKNOWN = "unknown"
 
 
 @dataclass

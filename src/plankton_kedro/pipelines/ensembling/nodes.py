@@ -19,7 +19,6 @@ calibration = lazy_import("plankton_kedro.engine.analysis.calibration")
 ensemble = lazy_import("plankton_kedro.engine.analysis.ensemble")
 inference = lazy_import("plankton_kedro.engine.modelling.inference")
 metrics = lazy_import("plankton_kedro.engine.analysis.metrics")
-quantification = lazy_import("plankton_kedro.engine.analysis.quantification")
 analysis_report = lazy_import("plankton_kedro.engine.analysis.report")
 
 logger = logging.getLogger(__name__)
@@ -80,29 +79,9 @@ def build_ensemble(
         manifest,
         target_precision=evaluation.target_precision,
         min_images=evaluation.class_threshold_min_images,
+        shift_mixes=evaluation.shift_check_mixes,
     )
     threshold = choices["global"]
-    shift = (
-        quantification.shift_check(
-            probabilities,
-            test_labels,
-            quantification.Quantifier.from_fitted(stored["quantification"]),
-            mixes=evaluation.shift_check_mixes,
-        )
-        if evaluation.shift_check_mixes
-        else None
-    )
-    choice = (
-        quantification.choose_method(
-            val_probabilities,
-            val_labels,
-            analysis_report.train_counts(manifest, class_names),
-            mixes=evaluation.shift_check_mixes,
-        )
-        if evaluation.shift_check_mixes
-        else None
-    )
-    stored["quantification"]["recommended"] = choice and choice["recommended"]
     ensemble_test = metrics.classification_report(
         test_labels, probabilities.argmax(1), class_names, scores=probabilities
     )
@@ -143,8 +122,10 @@ def build_ensemble(
             },
         },
         "quantification": {
-            "method_choice": choice,
-            "simulated_shift_on_test": shift,
+            "method_choice": choices["method"],
+            "simulated_shift_on_test": analysis_report.shift_on_test(
+                stored, probabilities, test_labels, mixes=evaluation.shift_check_mixes
+            ),
         },
         "dataset": str(manifest.attrs.get("dataset")),
         "manifest_version": manifest.attrs.get("version"),

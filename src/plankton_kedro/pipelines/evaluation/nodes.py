@@ -79,6 +79,21 @@ def evaluate_on_target_test(
         metrics["open_set"]["test"]["coverage"],
         calibration["rejection_threshold"],
     )
+    missed = [
+        name
+        for name, chosen in metrics["open_set"]["per_class"]["classes"].items()
+        if chosen.get("met") is False
+    ]
+    if missed:
+        logger.warning(
+            "%s: %d class(es) cannot reach precision %.2f on %s at any threshold, so keep their "
+            "most precise one (few of their images pass): %s",
+            metrics["run"],
+            len(missed),
+            evaluation.target_precision,
+            metrics["open_set"]["per_class"]["chosen_on"]["split"],
+            ", ".join(missed),
+        )
     if shift := metrics["quantification"]["simulated_shift_on_test"]:
         errors = shift["mean_absolute_error"]
         logger.info(

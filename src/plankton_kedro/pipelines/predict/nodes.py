@@ -153,7 +153,7 @@ def estimate_abundance(
     if quantifier is not None and len(quantifier.unseen_classes):
         unseen = [model.class_names[i] for i in quantifier.unseen_classes]
         logger.warning(
-            "abundance: no validation images of %s: their errors are taken as zero",
+            "abundance: no validation images of %s: ACC and PACC take them as never confused",
             ", ".join(unseen),
         )
     recommended = table.loc[table["recommended"], "method"].unique()
