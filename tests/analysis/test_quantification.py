@@ -133,3 +133,11 @@ def test_the_recommended_method_is_chosen_on_held_out_halves(classifier_and_spli
     errors = choice["mean_absolute_error"]
     assert choice["recommended"] != "classify_and_count"
     assert errors[choice["recommended"]] == min(errors.values()) < errors["classify_and_count"]
+
+
+def test_classes_never_predicted_on_validation_are_named():
+    """R has a zero column when no validation image is predicted as a class: ACC is then
+    not unique, which the prediction log must say (the bug caught: no way to tell)."""
+    probabilities = np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.2, 0.7, 0.1]])
+    fitted = q.fit_quantifier(probabilities, [0, 2, 1], [5, 5, 5])
+    assert q.Quantifier.from_fitted(fitted).never_predicted.tolist() == [2]

@@ -107,6 +107,12 @@ class Quantifier:
         """Indices of the classes with no held-out image (their error rates are unknown)."""
         return np.flatnonzero(self.class_counts == 0)
 
+    @property
+    def never_predicted(self) -> np.ndarray:
+        """Indices of the classes no held-out image was predicted as: ``R`` is then singular,
+        so ACC's counts for them are one least-squares answer among many."""
+        return np.flatnonzero(self.rates.sum(0) == 0)
+
 
 def classify_and_count(probabilities: np.ndarray) -> np.ndarray:
     """Fractions of the predicted (argmax) labels."""

@@ -150,6 +150,13 @@ def estimate_abundance(
             samples,
             table["sample"].nunique(),
         )
+    if quantifier is not None and len(quantifier.never_predicted):
+        never = [model.class_names[i] for i in quantifier.never_predicted]
+        logger.warning(
+            "abundance: the model predicted no validation image as %s: ACC cannot tell how "
+            "many there are (its answer for them is one of many); read EM or the raw count",
+            ", ".join(never),
+        )
     if quantifier is not None and len(quantifier.unseen_classes):
         unseen = [model.class_names[i] for i in quantifier.unseen_classes]
         logger.warning(
