@@ -2,7 +2,9 @@
 
 Times the parts of the ingestion node on one archive (opening the source, indexing it, the
 parallel scan with the parent's and the workers' CPU time, the split, the cache write) and
-the PIL baseline of ``throughput.py``, then prints wall and CPU microseconds per file.
+the PIL baseline of ``throughput.py``, then prints wall and CPU microseconds per file; then,
+in one process on ``--images`` evenly spaced images, what one image's preprocessing costs
+step by step (what the workers do per file, beyond the baseline's decode, pad and resize).
 
     python benchmarks/ingestion_breakdown.py --repeats 2
 """
@@ -14,7 +16,11 @@ import os
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -22,6 +28,17 @@ from throughput import BASELINE_FILL, NDSB, pil_loop  # noqa: E402
 
 from plankton_kedro.datasets.image_cache import ImageCacheDataset  # noqa: E402
 from plankton_kedro.datasets.image_source import ImageSourceDataset  # noqa: E402
+from plankton_kedro.engine.collection.imaging import (  # noqa: E402
+    border_fill,
+    grey_band,
+    load_image,
+    pad_to_square,
+    to_rgb,
+)
+from plankton_kedro.engine.collection.preprocessing import (  # noqa: E402
+    CachePreprocessing,
+    prepare,
+)
 from plankton_kedro.engine.config import (  # noqa: E402
     DataParams,
     IngestionParams,
@@ -36,6 +53,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--images", type=int, default=3000, help="for the per-image steps")
     args = parser.parse_args()
     data = DataParams(image_size=args.image_size)
     with tempfile.TemporaryDirectory() as work:
@@ -76,6 +94,46 @@ def main() -> None:
                 f"{pil / files / (total / 1e6):.2f}",
                 flush=True,
             )
+    per_image_steps(args.data, DataParams(image_size=args.image_size).cache_size, args.images)
+
+
+def per_image_steps(archive: Path, cache_size: int, count: int) -> None:
+    """Microseconds per image of each step of ``prepare`` (one process, decoded images)."""
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        blobs = [zf.read(n) for n in names[:: max(1, len(names) // count)][:count]]
+    images = []
+    started = time.perf_counter()
+    for blob in blobs:
+        images.append(load_image(blob))
+        images[-1].load()
+    decode = time.perf_counter() - started
+    rgbs = [to_rgb(img) for img in images]
+    arrays = [np.asarray(rgb) for rgb in rgbs]
+    greys = [rgb.getchannel(0) for rgb in rgbs]
+    padded = [pad_to_square(grey, BASELINE_FILL) for grey in greys]
+    resized = [p.resize((cache_size, cache_size), Image.Resampling.LANCZOS) for p in padded]
+    steps = {
+        "decode": lambda: None,
+        "as array": lambda: [np.asarray(rgb) for rgb in rgbs],
+        "grey check": lambda: [grey_band(rgb, a) for rgb, a in zip(rgbs, arrays, strict=True)],
+        "border median": lambda: [border_fill(a[..., 0]) for a in arrays],
+        "pad": lambda: [pad_to_square(grey, BASELINE_FILL) for grey in greys],
+        "Lanczos resize": lambda: [
+            p.resize((cache_size, cache_size), Image.Resampling.LANCZOS) for p in padded
+        ],
+        "one band to RGB": lambda: [np.array(r.convert("RGB")) for r in resized],
+        "prepare (all of it)": lambda: [
+            prepare(img, CachePreprocessing(cache_size)) for img in images
+        ],
+    }
+    timings = []
+    for name, step in steps.items():
+        started = time.perf_counter()
+        step()
+        seconds = decode if name == "decode" else time.perf_counter() - started
+        timings.append(f"{name} {seconds / len(images) * 1e6:.1f}")
+    print(f"{len(images)} images, one process, µs per image: " + " · ".join(timings), flush=True)
 
 
 if __name__ == "__main__":

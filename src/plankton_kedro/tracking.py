@@ -142,10 +142,10 @@ class MlflowRun:
         prefix = name.rsplit(".", 1)[0] if "." in name else "target"
         scores = {k: v for k, v in report.items() if k not in REPORT_SETTINGS}
         scores.update(_numeric_leaves(report.get("calibration"), "calibration."))
-        open_set = dict(report.get("open_set") or {})
-        per_class = open_set.pop("per_class", None) or {}  # per class name: not metric keys
-        scores.update(_numeric_leaves(open_set, "open_set."))
-        scores.update(_numeric_leaves(per_class.get("test"), "open_set.per_class."))
+        open_set = report.get("open_set") or {}
+        scores.update(_numeric_leaves(open_set, "open_set."))  # per-class entries skipped
+        per_class_test = (open_set.get("per_class") or {}).get("test")
+        scores.update(_numeric_leaves(per_class_test, "open_set.per_class."))
         shift = (report.get("quantification") or {}).get("simulated_shift_on_test") or {}
         scores.update(_numeric_leaves(shift.get("mean_absolute_error"), "shift_error."))
         metrics = [

@@ -156,7 +156,7 @@ def test_each_class_gets_the_threshold_its_own_precision_needs():
     assert chosen["a"]["threshold"] == pytest.approx(0.5) and chosen["a"]["from"] == "class"
     assert chosen["b"]["threshold"] == pytest.approx(0.85) and chosen["b"]["met"]
     assert chosen["c"] == {"threshold": 0.77, "from": "global", "val_predicted": 2}
-    thresholds = np.array([chosen[n]["threshold"] for n in "abc"])
+    thresholds = {name: chosen[name]["threshold"] for name in "abc"}
     report = class_rejection_report(probabilities, labels, ["a", "b", "c"], thresholds)
     assert report["per_class"]["b"]["coverage"] == pytest.approx(0.5)
     assert report["per_class"]["b"]["accuracy_on_accepted"] == 1.0

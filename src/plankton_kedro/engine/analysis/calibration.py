@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.optimize import minimize_scalar  # noqa: E402
 
-from plankton_kedro.engine.rejection import accepted  # noqa: E402
+from plankton_kedro.engine.rejection import accepted, class_thresholds_array  # noqa: E402
 
 #: Search interval for the temperature (optimised as log T).
 TEMPERATURE_BOUNDS = (0.05, 20.0)
@@ -243,10 +243,12 @@ def class_rejection_report(
     probabilities: np.ndarray,
     labels: np.ndarray,
     class_names: list[str],
-    thresholds: np.ndarray,
+    class_thresholds: dict[str, float],
 ) -> dict:
-    """Apply per-class thresholds chosen elsewhere: overall coverage and accuracy on accepted,
-    and per predicted class its threshold, images, coverage and precision on accepted."""
+    """Apply per-class thresholds chosen elsewhere (``{class: threshold}``): overall coverage
+    and accuracy on accepted, and per predicted class its threshold, images, coverage and
+    precision on accepted."""
+    thresholds = class_thresholds_array(class_names, class_thresholds, None)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels)
     predicted = probabilities.argmax(axis=1)

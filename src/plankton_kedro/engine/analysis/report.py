@@ -10,7 +10,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from plankton_kedro.engine.checkpoint import Checkpoint
-from plankton_kedro.engine.rejection import class_thresholds_array
 
 from . import quantification
 from .calibration import (
@@ -114,7 +113,7 @@ def evaluation_report(
                     test_probabilities,
                     y_true,
                     class_names,
-                    class_thresholds_array(class_names, calibration["class_thresholds"], None),
+                    calibration["class_thresholds"],
                 ),
             },
         },

@@ -77,17 +77,16 @@ class Classifier:
             self.mode, self.weights = model.mode, list(model.weights)
             self.temperatures = list(model.temperatures)
             self.threshold = model.rejection_threshold
-            calibration = model.calibration
         else:
             self.mode, self.weights = "probabilities", [1.0]
             self.temperatures = [(calibration or {}).get("temperature", 1.0)]
             self.threshold = (calibration or {}).get("rejection_threshold")
         #: per-class "unknown" thresholds (None: the global one for every class)
         self.class_thresholds = (
-            (calibration or {}).get("class_thresholds") if rejection == "per_class" else None
+            fitted_for(model, calibration).get("class_thresholds")
+            if rejection == "per_class"
+            else None
         )
-        #: the statistics of the abundance corrections, when evaluation stored them
-        self.quantification = (calibration or {}).get("quantification")
         self.thresholds = class_thresholds_array(
             self.class_names, self.class_thresholds, self.threshold
         )
@@ -108,6 +107,14 @@ class Classifier:
         return combine(
             logits, self.weights, mode=self.mode, temperatures=self.temperatures
         ), embeddings
+
+
+def fitted_for(model: AnyCheckpoint, calibration: dict[str, Any] | None) -> dict[str, Any]:
+    """What evaluation fitted for this model on validation (per-class thresholds, abundance
+    statistics): kept in an ensemble's checkpoint, in a route's calibration file otherwise."""
+    if isinstance(model, EnsembleCheckpoint):
+        return model.calibration
+    return calibration or {}
 
 
 def predict_files(

@@ -12,7 +12,6 @@ import pandas as pd
 from plankton_kedro.engine.checkpoint import Checkpoint, EnsembleCheckpoint
 from plankton_kedro.engine.config import EnsemblingParams, EvaluationParams
 from plankton_kedro.engine.errors import StageInputError
-from plankton_kedro.engine.rejection import class_thresholds_array
 from plankton_kedro.lazy import lazy_import
 
 calibration = lazy_import("plankton_kedro.engine.analysis.calibration")
@@ -116,7 +115,7 @@ def build_ensemble(
                         probabilities,
                         test_labels,
                         class_names,
-                        class_thresholds_array(class_names, stored["class_thresholds"], None),
+                        stored["class_thresholds"],
                     ),
                 },
             },

@@ -120,9 +120,8 @@ def estimate_abundance(
     """Per sample and class: raw counts and counts corrected for the model's errors as
     measured on its validation split (ACC, PACC, EM), with bootstrap intervals; and a bar
     plot of them."""
-    model, calibration = predict_model["model"], predict_model["calibration"]
-    fitted = model.calibration if isinstance(model, EnsembleCheckpoint) else calibration or {}
-    fitted = fitted.get("quantification")
+    model = predict_model["model"]
+    fitted = classify.fitted_for(model, predict_model["calibration"]).get("quantification")
     if fitted is None:
         logger.warning(
             "abundance: %s has no validation statistics (run the evaluation pipeline for it): "
