@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -56,9 +57,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=3000, help="for the per-image steps")
     args = parser.parse_args()
     data = DataParams(image_size=args.image_size)
-    with tempfile.TemporaryDirectory() as work:
-        for _ in range(args.repeats):
-            ingestion = IngestionParams(workers=args.workers, spool_dir=work)
+    with tempfile.TemporaryDirectory() as scratch:
+        for repeat in range(args.repeats):
+            # a new folder each repeat, the last one deleted untimed (see throughput.py)
+            shutil.rmtree(Path(scratch) / f"repeat_{repeat - 1}", ignore_errors=True)
+            work = Path(scratch) / f"repeat_{repeat}"
+            work.mkdir()
+            ingestion = IngestionParams(workers=args.workers, spool_dir=str(work))
             marks = [time.perf_counter()]
             source = ImageSourceDataset(path=str(args.data)).load()
             marks.append(time.perf_counter())
@@ -109,20 +114,20 @@ def per_image_steps(archive: Path, cache_size: int, count: int) -> None:
         images[-1].load()
     decode = time.perf_counter() - started
     rgbs = [to_rgb(img) for img in images]
-    arrays = [np.asarray(rgb) for rgb in rgbs]
-    greys = [rgb.getchannel(0) for rgb in rgbs]
+    greys = [grey_band(rgb) or rgb.getchannel(0) for rgb in rgbs]
     padded = [pad_to_square(grey, BASELINE_FILL) for grey in greys]
     resized = [p.resize((cache_size, cache_size), Image.Resampling.LANCZOS) for p in padded]
     steps = {
         "decode": lambda: None,
-        "as array": lambda: [np.asarray(rgb) for rgb in rgbs],
-        "grey check": lambda: [grey_band(rgb, a) for rgb, a in zip(rgbs, arrays, strict=True)],
-        "border median": lambda: [border_fill(a[..., 0]) for a in arrays],
+        "grey check": lambda: [grey_band(rgb) for rgb in rgbs],
+        "border median": lambda: [border_fill(grey) for grey in greys],
         "pad": lambda: [pad_to_square(grey, BASELINE_FILL) for grey in greys],
         "Lanczos resize": lambda: [
             p.resize((cache_size, cache_size), Image.Resampling.LANCZOS) for p in padded
         ],
-        "one band to RGB": lambda: [np.array(r.convert("RGB")) for r in resized],
+        "one band to RGB array": lambda: [
+            np.frombuffer(r.convert("RGB").tobytes(), np.uint8) for r in resized
+        ],
         "prepare (all of it)": lambda: [
             prepare(img, CachePreprocessing(cache_size)) for img in images
         ],

@@ -226,10 +226,15 @@ def measure_ingestion(args: argparse.Namespace, work: Path) -> dict:
             started = time.perf_counter()
             files = pil_loop(archive_path, data.cache_size, BASELINE_FILL)
             pil_seconds = time.perf_counter() - started
+        # each repeat writes a new cache, as a versioned run does (overwriting the previous
+        # repeat's would time deleting it); the previous one is deleted outside the timing
+        out = work / f"ingestion_{repeat}"
+        out.mkdir()
         with PeakMemory() as ingest_memory:
             started = time.perf_counter()
-            seen, manifest, cache_path = ingest(archive_path, args.image_size, args.workers, work)
+            seen, manifest, cache_path = ingest(archive_path, args.image_size, args.workers, out)
             ingest_seconds = time.perf_counter() - started
+        shutil.rmtree(work / f"ingestion_{repeat - 1}", ignore_errors=True)
         rows.append(
             {
                 "pil": files / pil_seconds,

@@ -241,6 +241,8 @@ def safe_member_path(name: str) -> str | None:
     parts = name.split("/")
     if name.startswith("/") or _DRIVE.match(name) or ".." in parts:
         return None
+    if "" not in parts and "." not in parts:
+        return name  # already normal: most members
     return "/".join(part for part in parts if part not in ("", "."))
 
 

@@ -103,27 +103,21 @@ def border_fill(img: Image.Image | np.ndarray, width: int = 2) -> tuple[int, ...
     pixels = np.asarray(img)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
-    height, wide = pixels.shape[:2]
+    height, wide, bands = pixels.shape
     if min(height, wide) <= 2 * width:
-        rings = [pixels]
+        ring = pixels.reshape(-1, bands)
     else:
-        rings = [
-            pixels[:width],
-            pixels[-width:],
-            pixels[width:-width, :width],
-            pixels[width:-width, -width:],
-        ]
-    return tuple(
-        _median(np.concatenate([ring[..., band].ravel() for ring in rings]))
-        for band in range(pixels.shape[-1])
-    )
+        sides = (pixels[width:-width, :width], pixels[width:-width, -width:])
+        parts = (pixels[:width], pixels[-width:], *sides)
+        ring = np.concatenate([part.reshape(-1, bands) for part in parts])
+    return tuple(_median(ring[:, band]) for band in range(bands))
 
 
 def _median(values: np.ndarray) -> int:
-    """The rounded median of uint8 values (counting sort: a few µs for a border ring)."""
-    cumulative = np.bincount(values, minlength=256).cumsum()
-    low, high = np.searchsorted(cumulative, [(len(values) + 1) // 2, len(values) // 2 + 1])
-    return int(np.rint((int(low) + int(high)) / 2))
+    """The median of integer values, rounded half to even (as ``np.rint``)."""
+    low, high = (len(values) - 1) // 2, len(values) // 2
+    middle = np.partition(values, (low, high))
+    return round((int(middle[low]) + int(middle[high])) / 2)
 
 
 def pad_to_square(img: Image.Image, fill: Fill = 255) -> Image.Image:
@@ -157,21 +151,26 @@ def pad_and_resize(img: Image.Image, size: int, fill: Fill = 255) -> np.ndarray:
 
 
 def square(img: Image.Image, size: int, fill: Fill) -> np.ndarray:
-    """A one-band (grey) or RGB image padded with ``fill`` and resized to (size, size, 3)."""
+    """A one-band (grey) or RGB image padded with ``fill`` and resized to (size, size, 3):
+    a read-only array over the image's bytes (one copy fewer than ``np.array``)."""
     padded = pad_to_square(img, fill)
     resized = padded.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    # one band to three in PIL: half the time of np.repeat on a cache-sized square
-    return np.array(resized if resized.mode == "RGB" else resized.convert("RGB"), order="C")
+    rgb = resized if resized.mode == "RGB" else resized.convert("RGB")  # in PIL: fastest
+    return np.frombuffer(rgb.tobytes(), np.uint8).reshape(size, size, 3)
 
 
-def grey_band(rgb: Image.Image, pixels: np.ndarray | None = None) -> Image.Image | None:
-    """The image's single band if its three bands are identical, else None (``pixels``: the
-    image as an array, when the caller has it already)."""
-    pixels = np.asarray(rgb) if pixels is None else pixels
-    red = pixels[..., 0]
-    if np.array_equal(red, pixels[..., 1]) and np.array_equal(red, pixels[..., 2]):
-        return rgb.getchannel(0)
-    return None
+def grey_band(rgb: Image.Image) -> Image.Image | None:
+    """The RGB image's single band if its three bands are identical, else None.
+
+    Compared by PIL's own band difference and bounding box (in C, without copying the pixels
+    out of PIL: a third of the time of comparing array bands on a small image).
+    """
+    core = rgb.im
+    red = core.getband(0)
+    for band in (1, 2):
+        if red.chop_difference(core.getband(band)).getbbox(False) is not None:
+            return None
+    return rgb._new(red)
 
 
 def _check_size(img: Image.Image) -> None:

@@ -116,13 +116,12 @@ def prepare(
     """
     alpha_fill = 255 if settings.fill == "auto" else settings.fill
     rgb = to_rgb(img, fill=alpha_fill, bit_depth=settings.bit_depth)
-    pixels = np.asarray(rgb)
-    grey = grey_band(rgb, pixels)
+    grey = grey_band(rgb)
     colour_seen = grey is None
     if colour_seen:
-        background = border_fill(pixels, settings.border)
+        background = border_fill(rgb, settings.border)
     else:
-        background = border_fill(pixels[..., 0], settings.border) * 3
+        background = border_fill(grey, settings.border) * 3
     cropped = False
     if frame_crop is not None:
         rgb, cropped = crop_frame(rgb, frame_crop)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import math
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -120,7 +121,7 @@ def scan_images(
                 if spool is None:
                     in_memory.append(outcome[1])
                 else:
-                    spool.write(np.ascontiguousarray(outcome[1]).tobytes())
+                    spool.write(np.ascontiguousarray(outcome[1]).data)
             if progress is not None:
                 progress(count)
     except BaseException:
@@ -228,9 +229,9 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
             while chunk := list(islice(iterator, CHUNK_FILES)):
                 pending.append(pool.submit(_map_chunk, fn, chunk))
                 if len(pending) >= CHUNKS_IN_FLIGHT * workers:
-                    yield from pending.popleft().result()
+                    yield from _unpacked(*pending.popleft().result())
             while pending:
-                yield from pending.popleft().result()
+                yield from _unpacked(*pending.popleft().result())
     finally:
         gc.unfreeze()
 
@@ -241,8 +242,27 @@ CHUNK_FILES = 64
 CHUNKS_IN_FLIGHT = 4
 
 
-def _map_chunk(fn: Callable, chunk: list) -> list:
-    return [fn(item) for item in chunk]
+def _map_chunk(fn: Callable, chunk: list) -> tuple[list, bytes]:
+    """``fn`` over a chunk of files (in a worker process). The pixels of the chunk's usable
+    files travel back as one byte string, each outcome keeping its array's shape: one buffer
+    to pickle instead of an array per file (measured: a third of the transfer's CPU time)."""
+    outcomes = [fn(item) for item in chunk]
+    pixels = b"".join(o[1] for o in outcomes if not isinstance(o, SkippedFile))
+    shapes = [o if isinstance(o, SkippedFile) else (o[0], o[1].shape) for o in outcomes]
+    return shapes, pixels
+
+
+def _unpacked(outcomes: list, pixels: bytes) -> Iterator[SkippedFile | _Used]:
+    """A chunk's outcomes as ``fn`` returned them, each array a read-only view of ``pixels``."""
+    offset = 0
+    for outcome in outcomes:
+        if isinstance(outcome, SkippedFile):
+            yield outcome
+            continue
+        row, shape = outcome
+        count = math.prod(shape)
+        yield row, np.frombuffer(pixels, np.uint8, count, offset).reshape(shape)
+        offset += count
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

@@ -9,10 +9,13 @@ entries) are refused and listed in ``skipped``, never read.
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +128,15 @@ class ImageSource:
 
     def _get_index(self) -> _Index:
         if self._index is None:
-            listing = archives.list_members(
-                self.kind, self._handle, follow_links=self.follow_links, max_bytes=self.max_bytes
-            )
+            with _collector_paused():
+                listing = archives.list_members(
+                    self.kind,
+                    self._handle,
+                    follow_links=self.follow_links,
+                    max_bytes=self.max_bytes,
+                )
+                index = _build_index(listing)
             self._listing = listing
-            index = _build_index(listing)
             if self.root:
                 index, self.outside_root = _within_root(index, self.root, self.location)
             if self.split_lists:
@@ -278,12 +285,27 @@ def _listed_only(index: _Index, lists: dict[str, list[str]]) -> tuple[_Index, li
 # --- index: resource forks, top folder, directories ------------------------------------------
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while an index is built: every object made
+    there survives, so each collection would only rescan them (measured: 70 % of the time
+    to index 30 000 zip members)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _build_index(listing: archives.Listing) -> _Index:
     forks = [(p, k) for p, k in listing.files if is_resource_fork(p)]
     files = [(p, k) for p, k in listing.files if not is_resource_fork(p)]
     top = _detect_top([p for p, _ in files])
     refused = listing.refused + [SkippedFile(_strip(p, top), _FORK) for p, _ in forks]
-    dirs = {d for p, _ in listing.files for d in _parents(p)} | listing.dirs
+    folders = {path.rpartition("/")[0] for path, _ in listing.files} - {""}  # each once
+    dirs = {d for folder in folders for d in [*_parents(folder), folder]} | listing.dirs
     return _Index(
         files=_sorted_unique(files, top, refused),
         dirs=sorted(_strip(d, top) for d in dirs if _is_collection_dir(d, top)),
@@ -297,8 +319,8 @@ def _sorted_unique(
 ) -> list[tuple[str, Any]]:
     """Files sorted by relative path; a repeated path (archive duplicate) is refused."""
     unique: dict[str, Any] = {}
-    for path, key in sorted(files, key=lambda file: (_strip(file[0], top), file[0])):
-        rel = _strip(path, top)
+    stripped = sorted(((_strip(path, top), path, key) for path, key in files), key=itemgetter(0, 1))
+    for rel, _, key in stripped:
         if rel in unique:
             refused.append(SkippedFile(rel, _DUPLICATE))
         else:
