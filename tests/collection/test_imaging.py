@@ -11,7 +11,9 @@ from PIL import Image, ImageFile
 from plankton_kedro.engine.collection.imaging import (
     ImageDecodeError,
     bits_used,
+    border_fill,
     decode_image,
+    grey_band,
     load_image,
     pad_and_resize,
     pad_to_square,
@@ -320,3 +322,52 @@ def test_grey_content_is_resized_as_one_band_with_the_same_result(size):
         out = pad_and_resize(Image.fromarray(pixels), size, fill=FILL)
         np.testing.assert_array_equal(out, np.asarray(three_bands))
         assert out.flags["C_CONTIGUOUS"] and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("band", [1, 2], ids=["green", "blue"])
+def test_one_value_differing_in_either_other_band_makes_an_image_colour(band):
+    """Catches a grey check that compares red with only one of the other bands, or misses
+    a single pixel."""
+    grey = np.random.default_rng(band).integers(0, 256, (23, 37), dtype=np.uint8)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    found = grey_band(Image.fromarray(rgb))
+    assert found is not None and found.mode == "L"
+    np.testing.assert_array_equal(np.asarray(found), grey)
+    rgb[22, 36, band] ^= 1  # the last pixel
+    assert grey_band(Image.fromarray(rgb)) is None
+
+
+def test_the_border_median_ignores_an_organism_touching_the_edge_and_the_inside():
+    """Catches a background read from more than the outer ring (or a ring of another width,
+    or without its sides), or a mean instead of a median."""
+    pixels = np.full((30, 40), 230, dtype=np.uint8)
+    pixels[2:-2, 2:-2] = 0  # everything inside the 2-pixel ring is dark
+    pixels[10:20, :2] = 15  # an organism over 10 of the left edge's 26 ring rows
+    pixels[:2, 5:25] = 20  # and over half of the top edge
+    assert border_fill(pixels) == (230,)
+    assert border_fill(Image.fromarray(pixels)) == (230,)
+    framed = np.zeros((20, 20), dtype=np.uint8)
+    framed[[0, -1]] = framed[:, [0, -1]] = 230  # a 1-pixel white frame around black
+    assert border_fill(framed, width=1) == (230,)
+    assert border_fill(framed, width=4) == (0,)  # 76 of the ring's 256 pixels are white
+    tall = np.full((30, 10), 230, dtype=np.uint8)
+    tall[:2] = tall[-2:] = 0  # dark top and bottom rows (40 pixels), white sides (104)
+    assert border_fill(tall) == (230,)
+
+
+def test_the_border_median_is_per_band_and_rounds_half_to_even():
+    """Catches one band's median used for all three, and a different rounding of an even
+    count's two middle values (the cache's bytes depend on it)."""
+    rgb = np.zeros((6, 8, 3), dtype=np.uint8)  # ring of 2 on 6 x 8: 24 + 8 = 32 pixels
+    rgb[..., 0] = 200
+    rgb[..., 1] = 10
+    rgb[:3, :, 1] = 13  # the green ring: 16 of 10 and 16 of 13 -> 11.5 -> 12
+    rgb[..., 2] = 10
+    rgb[:3, :, 2] = 11  # the blue ring: 10.5 -> 10 (half to even)
+    assert border_fill(rgb) == (200, 12, 10)
+
+
+def test_an_image_smaller_than_its_ring_takes_the_median_of_all_its_pixels():
+    """Catches empty ring slices on images of 4 pixels or less across."""
+    assert border_fill(np.array([[5, 9, 9], [9, 1, 2]], dtype=np.uint8)) == (7,)
+    assert border_fill(np.full((1, 1, 3), 77, dtype=np.uint8)) == (77, 77, 77)
