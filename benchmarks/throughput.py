@@ -574,7 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         project = KedroProject(work / "project", manifest, cache, args) if needs_kedro else None
         _quiet_kedro()
         models = []
-        for model in args.models:
+        measured = {"training", "predict"} - set(args.skip)
+        for model in args.models if measured else []:  # ingestion only: no model lines
             print(f"measuring {model} ...", flush=True)
             models.append(measure_model(model, args, cache, manifest, project))
         lines = report(ingestion, models, args)
