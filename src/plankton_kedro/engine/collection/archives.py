@@ -8,6 +8,7 @@ decided elsewhere (:mod:`.sources`, :mod:`.layouts`).
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import tarfile
@@ -80,7 +81,8 @@ def open_location(path: Path) -> tuple[str, Path | zipfile.ZipFile]:
             with os.scandir(path):
                 pass
         elif kind == "zip":
-            return kind, zipfile.ZipFile(path)  # noqa: SIM115 - closed with the source
+            with collector_paused():
+                return kind, zipfile.ZipFile(path)  # noqa: SIM115 - closed with the source
         else:
             with tarfile.open(path, "r:*"):
                 pass
@@ -89,6 +91,20 @@ def open_location(path: Path) -> tuple[str, Path | zipfile.ZipFile]:
     except OSError as exc:
         raise CollectionError(f"{path} cannot be read ({exc.strerror or exc})") from exc
     return kind, path
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a listing or an index is built: every
+    object made there survives, so each collection would only rescan them (measured: 70 %
+    of the time to index 30 000 zip members, and an occasional 0.4 s while opening them)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def default_name(path: Path, kind: str) -> str:
