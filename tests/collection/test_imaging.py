@@ -335,6 +335,8 @@ def test_one_value_differing_in_either_other_band_makes_an_image_colour(band):
     np.testing.assert_array_equal(np.asarray(found), grey)
     rgb[22, 36, band] ^= 1  # the last pixel
     assert grey_band(Image.fromarray(rgb)) is None
+    opened = Image.open(io.BytesIO(encode(Image.fromarray(rgb))))  # not decoded yet
+    assert grey_band(opened) is None
 
 
 def test_the_border_median_ignores_an_organism_touching_the_edge_and_the_inside():

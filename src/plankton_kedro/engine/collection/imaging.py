@@ -165,6 +165,7 @@ def grey_band(rgb: Image.Image) -> Image.Image | None:
     Compared by PIL's own band difference and bounding box (in C, without copying the pixels
     out of PIL: a third of the time of comparing array bands on a small image).
     """
+    rgb.load()  # a file opened but not yet decoded has no pixels
     core = rgb.im
     red = core.getband(0)
     for band in (1, 2):
