@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 from click.testing import CliRunner
 from kedro.framework.cli.cli import KedroCLI
 
-from plankton_kedro.engine.retention import prune_plan, references
+from plankton_kedro.engine.retention import SavedVersion, bytes_freed, prune_plan, references
 from tests.bad_inputs import checkpoint_payload
 from tests.conftest import copy_project
 
@@ -95,3 +96,32 @@ def test_kedro_prune_lists_before_it_deletes_and_deletes_only_that(tmp_path, mon
     assert pruned.exit_code == 0, pruned.output
     after = {p for p in (project / "data").rglob("*") if p.is_file()}
     assert before - after == {project / path for path in expected}
+
+
+def test_hard_linked_versions_free_only_what_no_kept_version_links(tmp_path):
+    """Catches a prune that counts a reused ingestion's linked cache (one file or shards) as
+    freed while a kept version still links it, or counts a file linked between two deleted
+    versions twice."""
+    data = tmp_path / "data"
+    kept = save(data, CACHE, 3, b"k" * 1000)  # the kept cache ...
+    linked_to_kept = data / CACHE / version(1) / "images.npy"
+    linked_to_kept.parent.mkdir(parents=True)
+    os.link(kept, linked_to_kept)  # ... which an old reused version links
+    shards = data / "05_model_input/target/images.npy"
+    old, older = (shards / version(n) / "images.npy" for n in (1, 2))
+    older.mkdir(parents=True)
+    (older / "shard-000000.npy").write_bytes(b"s" * 300)
+    (older / "index.json").write_bytes(b"i" * 20)
+    old.mkdir(parents=True)
+    for shard in older.iterdir():  # a reuse of the older shards, both to be deleted
+        os.link(shard, old / shard.name)
+    (old / "own.npy").write_bytes(b"o" * 7)
+    plain = save(data, MANIFEST, 1, b"m" * 50)
+    plan = [
+        SavedVersion(data / CACHE, version(1)),
+        SavedVersion(shards, version(2)),
+        SavedVersion(shards, version(1)),
+        SavedVersion(plain.parent.parent, version(1)),
+    ]
+    assert [saved.bytes for saved in plan] == [1000, 320, 327, 50]
+    assert bytes_freed(plan) == [0, 320, 7, 50]

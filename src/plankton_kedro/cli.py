@@ -31,24 +31,22 @@ def prune(keep: int | None, dry_run: bool) -> None:
     (the manifest and cache a kept model was trained on, an ensemble's members, the model of
     kept predictions). Metrics, reports and figures are small and always kept.
     """
-    from plankton_kedro.engine.retention import prune_plan, references
+    from plankton_kedro.engine.retention import bytes_freed, prune_plan, references
 
     keep = keep or _keep_versions()
     data = Path("data")
     plan = prune_plan(data, keep, references)
-    freed = 0
-    for saved in plan:
+    frees = bytes_freed(plan)
+    for saved, freed in zip(plan, frees, strict=True):
         size = saved.bytes
-        shared = saved.path.is_file() and saved.path.stat().st_nlink > 1
-        freed += 0 if shared else size
-        note = " (hard-linked to a kept version: frees nothing)" if shared else ""
+        note = "" if freed == size else f" (hard-linked to another version: frees {_size(freed)})"
         action = "would delete" if dry_run else "deleting"
         click.echo(f"{action} {saved.path} ({_size(size)}){note}")
         if not dry_run:
             shutil.rmtree(saved.output / saved.version)
     verb = "would free" if dry_run else "freed"
     click.echo(
-        f"{len(plan)} old version(s), {verb} {_size(freed)}; kept the newest {keep} of "
+        f"{len(plan)} old version(s), {verb} {_size(sum(frees))}; kept the newest {keep} of "
         "each output and every version they refer to"
         + ("; run `kedro prune` to delete" if dry_run and plan else "")
     )

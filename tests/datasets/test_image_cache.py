@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +156,29 @@ def test_a_spooled_scan_is_saved_by_a_link_not_a_copy(tmp_path, images):
     del spooled
     gc.collect()
     assert [p.name for p in tmp_path.iterdir()] == ["cache"]  # the spool's name is gone
+
+
+def test_shards_that_cannot_all_be_linked_are_copied_and_the_originals_stay_intact(
+    tmp_path, images, monkeypatch
+):
+    """Catches a save that, after a failed link, writes through the links it already made
+    (truncating the earlier version's shards) or leaves a half-linked folder."""
+    first = ImageCacheDataset(filepath=str(tmp_path / "first"), shard_size=7)
+    first.save(images)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "first").iterdir()}
+    real_link, made = os.link, []
+
+    def link_twice_then_fail(source, target):
+        if len(made) == 2:
+            raise OSError(18, "Invalid cross-device link")
+        made.append(target)
+        real_link(source, target)
+
+    monkeypatch.setattr(os, "link", link_twice_then_fail)
+    second = ImageCacheDataset(filepath=str(tmp_path / "second"), shard_size=7)
+    second.save(first.load())
+    assert {p.name: p.read_bytes() for p in (tmp_path / "first").iterdir()} == before
+    saved = list((tmp_path / "second").iterdir())
+    assert len(saved) == len(before)
+    assert all(p.stat().st_nlink == 1 for p in saved)  # copies, not links
+    np.testing.assert_array_equal(np.asarray(second.load()), images)

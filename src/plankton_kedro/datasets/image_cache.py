@@ -57,9 +57,12 @@ class ImageCacheDataset(VersionedFileDataset):
         else:
             with atomic_path(self._save_path(), self._fs) as folder:
                 self._fs.makedirs(folder, exist_ok=True)
-                write_shards(
-                    data, self._shard_size, lambda name: self._fs.open(f"{folder}/{name}", "wb")
-                )
+                if not self._link_shards(data, folder):
+                    write_shards(
+                        data,
+                        self._shard_size,
+                        lambda name: self._fs.open(f"{folder}/{name}", "wb"),
+                    )
 
     def _link_whole_file(self, data: np.ndarray) -> bool:
         """Save a memory map of a whole local ``.npy`` file (the ingestion spool) by a hard
@@ -78,6 +81,24 @@ class ImageCacheDataset(VersionedFileDataset):
                 os.link(filename, temporary)
                 os.chmod(temporary, 0o644)
         except (OSError, ValueError):  # gone, another filesystem, no hard links: copy
+            return False
+        return True
+
+    def _link_shards(self, data: np.ndarray | ShardedImages, folder: str) -> bool:
+        """Save a local shard folder cut into shards of this dataset's size (a reused
+        ingestion's cache) by hard-linking its files, without copying a byte; False, with
+        ``folder`` left empty, when ``data`` is anything else or the links cannot be made."""
+        same_cut = isinstance(data, ShardedImages) and data.shard_size == self._shard_size
+        if self._protocol != "file" or not (same_cut and data.local):
+            return False
+        linked: list[str] = []
+        try:
+            for name in sorted(os.listdir(data.folder)):
+                os.link(os.path.join(data.folder, name), os.path.join(folder, name))
+                linked.append(name)
+        except OSError:  # another filesystem, no hard links: the shards are copied
+            for name in linked:  # never write through a link into the earlier version
+                os.remove(os.path.join(folder, name))
             return False
         return True
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,35 @@ class SavedVersion:
 
     @property
     def bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.files())
+
+    def files(self) -> list[Path]:
+        """The version's files: one, or a sharded cache's shards and index."""
         path = self.path
-        if path.is_dir():  # a sharded cache
-            return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-        return path.stat().st_size if path.exists() else 0
+        if path.is_dir():
+            return sorted(f for f in path.rglob("*") if f.is_file())
+        return [path] if path.exists() else []
+
+
+def bytes_freed(plan: list[SavedVersion]) -> list[int]:
+    """What deleting each version of ``plan`` frees on disk. A hard-linked file (a reused
+    ingestion's cache or shards) frees nothing while a link outside the plan keeps it, and
+    counts once, for the first of its versions in the plan, when all its links go."""
+    links_in_plan: Counter[tuple[int, int]] = Counter()
+    for saved in plan:
+        links_in_plan.update((f.stat().st_dev, f.stat().st_ino) for f in saved.files())
+    counted: set[tuple[int, int]] = set()
+    freed = []
+    for saved in plan:
+        total = 0
+        for file in saved.files():
+            status = file.stat()
+            key = (status.st_dev, status.st_ino)
+            if status.st_nlink <= links_in_plan[key] and key not in counted:
+                counted.add(key)
+                total += status.st_size
+        freed.append(total)
+    return freed
 
 
 def versioned_outputs(data: Path) -> dict[Path, list[str]]:

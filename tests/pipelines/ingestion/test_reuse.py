@@ -7,10 +7,12 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from kedro.framework.cli.cli import KedroCLI
 
+from plankton_kedro.datasets.image_cache import ImageCacheDataset
 from plankton_kedro.engine.collection.fingerprint import ingestion_fingerprint
 from plankton_kedro.engine.collection.sources import ImageSource
 from plankton_kedro.pipelines.ingestion import nodes
@@ -142,3 +144,44 @@ def test_a_second_identical_ingestion_decodes_nothing_and_links_the_cache(
     assert not ingested_afresh(params)  # ... and that one is reused in turn
     (source / "diatom" / "new.png").write_bytes(png(78))
     assert ingested_afresh(params)
+
+
+def test_a_sharded_cache_is_reused_by_linking_its_shards(project, tmp_path, monkeypatch, caplog):
+    """Catches a sharded cache (what collections of WHOI's size use) that is never reused,
+    or reused by copying every shard; and a changed ``shard_size`` that keeps the old cut."""
+    monkeypatch.chdir(project)
+    catalog = project / "conf" / "local" / "catalog.yml"
+    entry = (
+        '"{dataset}_image_cache":\n  type: plankton_kedro.datasets.ImageCacheDataset\n'
+        "  filepath: data/05_model_input/{dataset}/images.npy\n  versioned: true\n"
+    )
+    catalog.write_text(entry + "  shard_size: 5\n")
+    source = write_folder(tmp_path / "cast", class_members(("copepod", "diatom"), 8, seed=7))
+    target = write_folder(tmp_path / "target", class_members(("copepod", "diatom"), 8, seed=8))
+    params = f"source_images={source},target_images={target}"
+    cache = "data/05_model_input/source/images.npy"
+
+    _ingest(project, caplog, params)
+    first = _newest(project, cache)
+    assert sorted(p.name for p in first.iterdir())[-1] == "shard-000003.npy"  # 16 images / 5
+    decoded = []
+    real_scan = nodes.scan_images
+    monkeypatch.setattr(
+        nodes, "scan_images", lambda *a, **k: decoded.append(1) or real_scan(*a, **k)
+    )
+    log = _ingest(project, caplog, params)
+    assert not decoded and f"reusing {first.parent.name}" in log
+    reused = _newest(project, cache)
+    assert reused != first
+    for shard in first.iterdir():
+        assert (reused / shard.name).stat().st_ino == shard.stat().st_ino
+    originals = ImageCacheDataset(filepath=str(first)).load()
+
+    catalog.write_text(entry + "  shard_size: 7\n")  # same images, cut anew (copied)
+    _ingest(project, caplog, params)
+    recut = _newest(project, cache)
+    assert not decoded and json.loads((recut / "index.json").read_text())["shard_size"] == 7
+    assert (recut / "shard-000000.npy").stat().st_ino != (first / "shard-000000.npy").stat().st_ino
+    np.testing.assert_array_equal(
+        np.asarray(ImageCacheDataset(filepath=str(recut)).load()), np.asarray(originals)
+    )

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .shards import INDEX_FILE, ShardedImages
+
 
 @dataclass
 class EarlierIngestion:
@@ -40,13 +42,13 @@ class EarlierIngestions:
             if summary is None or summary.get("fingerprint") != fingerprint:
                 continue
             records = self._at(self._records, version)
-            cache = self._at(self._image_cache, version)
-            if not (records.is_file() and cache.is_file()):  # pruned, or a sharded cache
+            images = _open_cache(self._at(self._image_cache, version))
+            if images is None or not records.is_file():  # pruned or half-deleted
                 continue
             return EarlierIngestion(
                 version=version,
                 records=pd.read_parquet(records),
-                images=np.load(cache, mmap_mode="r", allow_pickle=False),
+                images=images,
                 summary=summary,
             )
         return None
@@ -66,6 +68,19 @@ class EarlierIngestions:
     @staticmethod
     def _at(path: Path, version: str) -> Path:
         return path / version / path.name
+
+
+def _open_cache(path: Path) -> np.ndarray | ShardedImages | None:
+    """A saved cache: one ``.npy`` file (memory-mapped) or a folder of shards; None when it
+    is gone or unreadable."""
+    try:
+        if path.is_file():
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        if (path / INDEX_FILE).is_file():
+            return ShardedImages(str(path))
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 NO_EARLIER_INGESTIONS = EarlierIngestions()  # nothing to reuse (in-memory catalogs, tests)
