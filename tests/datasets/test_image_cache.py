@@ -182,3 +182,21 @@ def test_shards_that_cannot_all_be_linked_are_copied_and_the_originals_stay_inta
     assert len(saved) == len(before)
     assert all(p.stat().st_nlink == 1 for p in saved)  # copies, not links
     np.testing.assert_array_equal(np.asarray(second.load()), images)
+
+
+def test_a_sharded_cache_saved_as_one_file_is_copied_shard_by_shard(tmp_path, images, monkeypatch):
+    """Catches a sharded cache (a reused ingestion's, once ``shard_size`` is removed) turned
+    into one array in memory to be saved: WHOI's would not fit."""
+    sharded = ImageCacheDataset(filepath=str(tmp_path / "sharded"), shard_size=7)
+    sharded.save(images)
+    loaded = sharded.load()
+
+    def whole_in_memory(*args, **kwargs):
+        raise AssertionError("the whole sharded cache was read into memory")
+
+    monkeypatch.setattr(ShardedImages, "__array__", whole_in_memory)
+    one_file = ImageCacheDataset(filepath=str(tmp_path / "one" / "images.npy"))
+    one_file.save(loaded)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(one_file.load(), images)
+    assert [p.name for p in (tmp_path / "one").iterdir()] == ["images.npy"]  # no temporary

@@ -49,7 +49,7 @@ class ImageCacheDataset(VersionedFileDataset):
         if getattr(data, "dtype", None) != np.uint8 or len(shape or ()) != 4 or shape[-1] != 3:
             raise DatasetError(f"image cache must be a 4-d uint8 array, got {type(data)} {shape}")
         if self._shard_size is None:
-            if self._link_whole_file(data):
+            if self._link_whole_file(data) or self._save_shards_as_one_file(data):
                 return
             self._write_atomically(
                 lambda stream: np.save(stream, np.asarray(data), allow_pickle=False)
@@ -82,6 +82,23 @@ class ImageCacheDataset(VersionedFileDataset):
                 os.chmod(temporary, 0o644)
         except (OSError, ValueError):  # gone, another filesystem, no hard links: copy
             return False
+        return True
+
+    def _save_shards_as_one_file(self, data: np.ndarray | ShardedImages) -> bool:
+        """Save a sharded cache as one local ``.npy`` file (a reused ingestion's cache after
+        ``shard_size`` was removed) shard by shard into a memory map: never the whole cache
+        in memory. False when ``data`` is not sharded or the target is not local."""
+        if self._protocol != "file" or not isinstance(data, ShardedImages):
+            return False
+        target = self._save_path()
+        self._fs.makedirs(os.path.dirname(target), exist_ok=True)
+        with atomic_path(target, self._fs) as temporary:
+            out = np.lib.format.open_memmap(temporary, "w+", np.uint8, data.shape)
+            for number in np.unique(data.shard_of_row):
+                rows = np.flatnonzero(data.shard_of_row == number)
+                out[rows] = data.shard(int(number))[data.offset_of_row[rows]]
+            out.flush()
+            del out  # closed before the file is renamed into place
         return True
 
     def _link_shards(self, data: np.ndarray | ShardedImages, folder: str) -> bool:
