@@ -25,20 +25,19 @@ class EcoTaxaExportDataset(VersionedFileDataset):
     images (what EcoTaxa's import takes as one upload); ``.tsv`` is the table alone, for
     images uploaded separately (its name must start with ``ecotaxa``, or EcoTaxa ignores it).
 
-    ``save`` takes ``{"table": DataFrame, "images": factory, "bit_depth": int | None}``
-    (``bit_depth`` optional: the catalog's otherwise): ``table`` as made by
-    :func:`~plankton_kedro.engine.ecotaxa.ecotaxa_table`, ``images`` (needed for ``.zip``,
-    unused for ``.tsv``) a zero-argument callable returning an iterable of
-    ``(rel_path, bytes)``, called once at write time so the images stream into the archive
-    (``ImageSource.iter_files`` fits). ``load`` returns the TSV's table (``[f]`` columns as
-    floats). ``bit_depth``: the instrument's, for 16-bit images converted to 8-bit PNG.
+    ``save`` takes ``{"table": DataFrame, "images": factory, "bit_depth": int | None}``:
+    ``table`` as made by :func:`~plankton_kedro.engine.ecotaxa.ecotaxa_table`, ``images``
+    (needed for ``.zip``, unused for ``.tsv``) a zero-argument callable returning an iterable
+    of ``(rel_path, bytes)``, called once at write time so the images stream into the
+    archive (``ImageSource.iter_files`` fits), ``bit_depth`` the instrument's (the model's
+    preprocessing record), for 16-bit images converted to 8-bit PNG. ``load`` returns the
+    TSV's table (``[f]`` columns as floats).
     """
 
     def __init__(  # noqa: PLR0913 - one option per catalog key
         self,
         *,
         filepath: str,
-        bit_depth: int | None = None,
         version: Version | None = None,
         credentials: dict[str, Any] | None = None,
         fs_args: dict[str, Any] | None = None,
@@ -53,7 +52,6 @@ class EcoTaxaExportDataset(VersionedFileDataset):
         stem = PurePosixPath(name).stem
         self._zipped = suffix == ".zip"
         self._tsv_name = f"{stem if stem.startswith('ecotaxa') else 'ecotaxa_' + stem}.tsv"
-        self._bit_depth = bit_depth
         super().__init__(
             filepath=filepath,
             version=version,
@@ -75,10 +73,9 @@ class EcoTaxaExportDataset(VersionedFileDataset):
                 f"not {type(data).__name__}"
             )
         table, images = data["table"], data.get("images")
-        bit_depth = data.get("bit_depth", self._bit_depth)
+        bit_depth = data.get("bit_depth")
         if images is not None and not callable(images):
             raise DatasetError("'images' must be a zero-argument callable returning the images")
-        ecotaxa.check_table(table)  # fail before the (possibly long) write
         if not self._zipped:
             self._write_atomically(lambda stream: ecotaxa.write_tsv(table, stream))
             return
@@ -93,6 +90,3 @@ class EcoTaxaExportDataset(VersionedFileDataset):
     def preview(self, nrows: int = 5) -> TablePreview:
         """kedro-viz: the first rows of the latest export's table."""
         return TablePreview(self.load().head(nrows).to_dict(orient="split"))
-
-    def _describe(self) -> dict[str, Any]:
-        return {**super()._describe(), "bit_depth": self._bit_depth}

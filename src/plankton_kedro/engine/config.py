@@ -366,7 +366,7 @@ class PredictParams(_Strict):
     """Batch prediction of new images."""
 
     batch_size: PositiveInt = 256
-    top_k: int = Field(3, ge=1, le=10)  # EcoTaxa takes 20 free text columns per project
+    top_k: int = Field(3, ge=1, le=10)  # the catalog reads top1_label..top10_label as text
     workers: PositiveInt = 2
     embeddings: bool = False  # also write the 512-d embeddings (for clustering / search)
     rejection: Literal["per_class", "global"] = "per_class"

@@ -42,13 +42,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from plankton_kedro.engine.collection import imaging
 from plankton_kedro.engine.errors import PlanktonUserError
 from plankton_kedro.engine.rejection import UNKNOWN
 
 PREDICTED = "predicted"
 FLOAT, TEXT = "[f]", "[t]"
 TSV_ENCODING = "utf-8-sig"  # EcoTaxa reads Latin-1 unless the file starts with this BOM
-DEFAULT_TSV_NAME = "ecotaxa_export.tsv"
 TAXONOMY_COLUMNS = ("label", "ecotaxa_name")
 
 # EcoTaxa's limits (ecotaxa_back: DB/Object.py, DB/Image.py; import help page)
@@ -56,25 +56,14 @@ MAX_ID_LENGTH = 255  # object_id, sample_id, img_file_name
 MAX_TEXT_LENGTH = 250  # free [t] columns
 MAX_FREE_TEXT_COLUMNS = 20  # free object_* [t] columns per project
 MAX_FREE_FLOAT_COLUMNS = 500
-# Columns EcoTaxa maps itself (not free columns).
-PREDEFINED = {
-    "img_file_name",
-    "img_rank",
-    "object_id",
-    "object_annotation_category",
-    "object_annotation_status",
-    "sample_id",
-}
+# object_* columns EcoTaxa maps itself (not free columns).
+PREDEFINED = {"object_id", "object_annotation_category", "object_annotation_status"}
 COLUMN_NAME = re.compile(r"(img|object|sample|acq|process)_[a-z0-9_]+")
 STATUSES = {"", PREDICTED, "validated", "dubious"}
 
 # Image formats EcoTaxa accepts as they are, with the file extensions that name them.
 DISPLAYABLE = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "GIF": (".gif",)}
 EIGHT_BIT_MODES = {"1", "L", "LA", "P", "PA", "RGB", "RGBA"}
-# Raster formats we decode (never hand unknown bytes to plugins such as EPS).
-READABLE = ("JPEG", "PNG", "TIFF", "BMP", "GIF", "WEBP", "PPM")
-SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
-DEFAULT_BIT_DEPTH = 16
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member dates: the same export gives the same bytes
 
 
@@ -146,17 +135,15 @@ def object_id(rel_path: str) -> str:
 
 
 def ecotaxa_table(
-    predictions: pd.DataFrame,
-    taxonomy: Mapping[str, str] | None = None,
-    *,
-    unknown_label: str = UNKNOWN,
+    predictions: pd.DataFrame, taxonomy: Mapping[str, str] | None = None
 ) -> ExportTable:
     """The EcoTaxa table of a ``predict`` output (``rel_path``, ``sample``, ``label``,
     ``probability``, ``top<k>_label``, ``top<k>_probability``).
 
     Labels go through ``taxonomy`` (our label -> EcoTaxa name); labels without a mapping keep
-    our name and are returned in ``unmapped``. ``unknown_label`` rows get no category and no
-    status (unclassified in EcoTaxa); the others are ``predicted``.
+    our name and are returned in ``unmapped``. ``unknown`` rows get no category and no status
+    (unclassified in EcoTaxa); the others are ``predicted``. Checked when written
+    (:func:`write_zip`, :func:`write_tsv`).
     """
     missing = [c for c in ("rel_path", "sample", "label", "probability") if c not in predictions]
     if missing:
@@ -165,7 +152,7 @@ def ecotaxa_table(
     predictions = predictions.reset_index(drop=True)
     paths = predictions["rel_path"].astype(str)
     labels = predictions["label"].astype(str)
-    known = labels != unknown_label
+    known = labels != UNKNOWN
     category = labels.map(lambda label: taxonomy.get(label, label)).where(known, "")
     unmapped = sorted(set(labels[known]) - set(taxonomy))
     table = pd.DataFrame(
@@ -191,7 +178,6 @@ def ecotaxa_table(
         if f"top{k}_probability" in predictions:
             probability = pd.to_numeric(predictions[f"top{k}_probability"]).astype(float)
             table[f"object_top{k}_probability"] = probability
-    check_table(table)
     return ExportTable(table, unmapped)
 
 
@@ -283,9 +269,9 @@ def write_zip(
     images: Iterable[tuple[str, bytes]],
     stream: IO[bytes],
     *,
-    tsv_name: str = DEFAULT_TSV_NAME,
+    tsv_name: str,
     bit_depth: int | None = None,
-) -> dict[str, str]:
+) -> None:
     """Write an EcoTaxa import archive: the images of ``table``'s rows under their paths,
     then the TSV at the top (so ``img_file_name`` is relative to it).
 
@@ -293,7 +279,6 @@ def write_zip(
     row are skipped, a repeated path is written once, and a row whose image never comes is
     an error. Images EcoTaxa cannot show (TIFF, BMP, WebP, 16-bit, CMYK…) become PNG (16-bit
     grey scaled by ``bit_depth``, default 16 bits) and the row's ``img_file_name`` follows.
-    Returns ``{rel_path: name in the archive}`` for the images stored under another name.
     """
     check_table(table)
     if not (tsv_name.startswith("ecotaxa") and tsv_name.endswith(".tsv")) or "/" in tsv_name:
@@ -324,7 +309,6 @@ def write_zip(
         write_tsv(out, buffer)
         info = zipfile.ZipInfo(tsv_name, date_time=_ZIP_DATE)
         archive.writestr(info, buffer.getvalue(), compress_type=zipfile.ZIP_DEFLATED)
-    return {path: name for path, name in stored.items() if name != path}
 
 
 def read_zip(stream: IO[bytes]) -> pd.DataFrame:
@@ -345,39 +329,25 @@ def displayable_image(
     rel_path: str, data: bytes, *, bit_depth: int | None = None
 ) -> tuple[str, bytes]:
     """``(name, bytes)`` of an image as EcoTaxa can show it: PNG/JPEG/GIF in 8 bits are kept
-    byte for byte (an extension that does not match the format is corrected); anything else
-    is re-encoded as PNG under ``<stem>.png``. 16-bit grey is scaled by ``bit_depth``
-    (``value * 255 / (2**bit_depth - 1)``, the instrument's depth, same scale for every image
-    so their brightness stays comparable); float images are min-max scaled."""
-    try:
-        img = Image.open(io.BytesIO(data), formats=READABLE)
-        img.load()
-    except Exception as exc:
-        raise EcoTaxaExportError(f"{rel_path} cannot be read as an image: {exc}") from None
+    byte for byte (an extension that does not match the format is corrected; only the header
+    is read); anything else is decoded and re-encoded as PNG under ``<stem>.png``, high bit
+    depths scaled as for training (:func:`~plankton_kedro.engine.collection.imaging.eight_bit`:
+    by ``bit_depth``, the instrument's, the same for every image)."""
     path = PurePosixPath(rel_path)
-    extensions = DISPLAYABLE.get(img.format or "")
-    if extensions and img.mode in EIGHT_BIT_MODES:
-        if path.suffix in extensions:
-            return rel_path, data
-        return str(path.with_suffix(extensions[0])), data
+    try:
+        header = Image.open(io.BytesIO(data), formats=imaging.FORMATS)
+        extensions = DISPLAYABLE.get(header.format or "")
+        if extensions and header.mode in EIGHT_BIT_MODES:
+            kept = rel_path if path.suffix in extensions else str(path.with_suffix(extensions[0]))
+            return kept, data
+        img = imaging.eight_bit(imaging.load_image(data), bit_depth)
+    except (imaging.ImageDecodeError, OSError) as exc:
+        raise EcoTaxaExportError(f"{rel_path} cannot be read as an image: {exc}") from None
+    if img.mode not in EIGHT_BIT_MODES:
+        img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     buffer = io.BytesIO()
-    _eight_bit(img, bit_depth).save(buffer, format="PNG")
+    img.save(buffer, format="PNG")
     return str(path.with_suffix(".png")), buffer.getvalue()
-
-
-def _eight_bit(img: Image.Image, bit_depth: int | None) -> Image.Image:
-    if img.mode in SIXTEEN_BIT_MODES:
-        bits = bit_depth or DEFAULT_BIT_DEPTH
-        values = np.clip(np.asarray(img).astype(np.int64), 0, 2**bits - 1)
-        return Image.fromarray(np.rint(values * (255 / (2**bits - 1))).astype(np.uint8), "L")
-    if img.mode == "F":
-        values = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255 / (high - low)) if high > low else values * 0
-        return Image.fromarray(np.rint(scaled).astype(np.uint8), "L")
-    if img.mode in EIGHT_BIT_MODES:
-        return img
-    return img.convert("RGBA" if "A" in img.getbands() else "RGB")
 
 
 def _free_name(rel_path: str, name: str, taken: set[str]) -> str:

@@ -65,10 +65,8 @@ def to_rgb(img: Image.Image, *, fill: Fill = 255, bit_depth: int | None = None) 
     """Convert any PIL mode to 8-bit RGB. High bit depths are scaled by ``bit_depth`` (the
     instrument's, declared per collection; default 16): the same for every image, so two
     images of one instrument keep their relative brightness."""
-    if img.mode in _SIXTEEN_BIT_MODES:
-        return _gray_to_rgb(_scale_by_bit_depth(np.asarray(img), bit_depth or CONTAINER_BITS))
-    if img.mode == "F":
-        return _gray_to_rgb(_scale_float(np.asarray(img)))
+    if img.mode in _SIXTEEN_BIT_MODES or img.mode == "F":
+        return eight_bit(img, bit_depth).convert("RGB")
     if img.mode in _ALPHA_MODES or "transparency" in img.info:
         return _composite(img.convert("RGBA"), fill)
     if img.mode == "RGB":
@@ -77,6 +75,18 @@ def to_rgb(img: Image.Image, *, fill: Fill = 255, bit_depth: int | None = None) 
         return img.convert("RGB")
     except ValueError as exc:
         raise ImageDecodeError(f"unsupported image mode '{img.mode}'") from exc
+
+
+def eight_bit(img: Image.Image, bit_depth: int | None = None) -> Image.Image:
+    """High-bit-depth grey as 8-bit grey (``L``), scaled by ``bit_depth`` (default 16);
+    float pixels clipped to 0..255 when they fit, else min-max scaled; 8-bit modes as they
+    are. The one scaling of ingestion, prediction and exports."""
+    if img.mode in _SIXTEEN_BIT_MODES:
+        scaled = _scale_by_bit_depth(np.asarray(img), bit_depth or CONTAINER_BITS)
+        return Image.fromarray(scaled, "L")
+    if img.mode == "F":
+        return Image.fromarray(_scale_float(np.asarray(img)), "L")
+    return img
 
 
 def bits_used(img: Image.Image) -> int:
@@ -232,10 +242,6 @@ def _scale_float(values: np.ndarray) -> np.ndarray:
     if high > 255:
         values = (values - low) * (255 / (high - low))
     return np.rint(np.clip(values, 0, 255)).astype(np.uint8)
-
-
-def _gray_to_rgb(gray: np.ndarray) -> Image.Image:
-    return Image.fromarray(gray, "L").convert("RGB")
 
 
 def _composite(rgba: Image.Image, fill: Fill) -> Image.Image:

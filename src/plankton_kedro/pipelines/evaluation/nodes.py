@@ -107,15 +107,8 @@ def evaluate_on_target_test(
     return metrics, calibration, confusion, reliability
 
 
-def write_model_card(
-    target_model: Checkpoint,
-    manifest: pd.DataFrame,
-    metrics: dict[str, Any],
-    calibration: dict[str, Any],
-) -> str:
-    """A short Markdown card of the model: data and versions, classes, recipe, test metrics,
-    weakest pairs, calibration, intended use and known limits."""
-    return model_card.model_card(target_model, manifest, metrics, calibration)
+# The node is the library function itself: checkpoint, manifest, metrics, calibration -> Markdown.
+write_model_card = model_card.model_card
 
 
 def extract_features(
