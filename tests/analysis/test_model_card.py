@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -200,10 +198,10 @@ def test_card_states_data_versions_recipe_and_preprocessing(card):
     assert "## Intended use" in card
 
 
-def test_card_is_deterministic_and_class_thresholds_and_quantification_are_optional(evaluated):
-    """Catches a card that breaks without the optional keys, or ignores them when given."""
+def test_class_thresholds_and_quantification_are_optional_and_shown_when_fitted(evaluated):
+    """Catches a card that breaks without the optional keys, or does not show the per-class
+    thresholds and the recommended abundance estimate that evaluation stored."""
     checkpoint, manifest, metrics, calibration = evaluated
-    assert model_card(*evaluated) == model_card(*evaluated)
     bare = {k: v for k, v in calibration.items() if k not in ("class_thresholds", "quantification")}
     bare_metrics = {
         **metrics,
@@ -212,18 +210,23 @@ def test_card_is_deterministic_and_class_thresholds_and_quantification_are_optio
     card = model_card(checkpoint, manifest, bare_metrics, bare)
     assert "Per predicted class" not in card
     assert "no correction statistics" in _section(card, "## Known limits")
-    given = {
-        **bare,
-        "class_thresholds": {
-            "copepod": {"threshold": 0.61, "from": "class", "coverage": 0.9},
-            "rare": {"threshold": 0.75, "from": "global", "coverage": 0.5},
-        },
-        "quantification": {"method": "adjusted_count"},
+
+    predictions = {
+        "val": _predictions("val", VAL_CONFUSIONS, np.random.default_rng(0)),
+        "test": _predictions("test", TEST_CONFUSIONS, np.random.default_rng(1)),
     }
-    card = model_card(checkpoint, manifest, bare_metrics, given)
-    rows = _table_rows(_section(card, "## Calibration"))
-    assert ["rare", "0.750", "global", "50.0 %"] in [row[:4] for row in rows]
-    assert "statistics for corrected abundance" in _section(card, "## Known limits")
+    fitted_metrics, fitted, *_ = evaluation_report(  # classes predicted 5 times get their own
+        checkpoint, manifest, predictions, target_precision=0.9, class_threshold_min_images=5
+    )
+    fitted_card = model_card(checkpoint, manifest, fitted_metrics, fitted)
+    rows = {row[0]: row for row in _table_rows(_section(fitted_card, "## Calibration"))}
+    chosen = fitted_metrics["open_set"]["per_class"]["classes"]
+    own = [name for name in CLASSES if chosen[name]["from"] == "class"]
+    assert own and len(own) < len(CLASSES)  # both kinds of rows
+    for name in CLASSES:
+        assert rows[name][1:3] == [f"{fitted['class_thresholds'][name]:.3f}", chosen[name]["from"]]
+    recommended = fitted["quantification"]["recommended"]
+    assert f"for `{recommended}`, the estimate to read" in _section(fitted_card, "## Known limits")
 
 
 def test_dataset_round_trips_and_previews_html_with_tables(tmp_path, card):
@@ -234,7 +237,5 @@ def test_dataset_round_trips_and_previews_html_with_tables(tmp_path, card):
     assert [p.name for p in (tmp_path / "model_card.md").iterdir()] == ["v1"]
     html = dataset.preview()
     assert "<table>" in html and "<h1>" in html and "<td>diatom</td>" in html
-    annotation = inspect.signature(ModelCardDataset.preview).return_annotation
-    assert getattr(annotation, "__name__", str(annotation)) == "HTMLPreview"
     with pytest.raises(DatasetError, match="must be a str"):
         ModelCardDataset(filepath=path, version=Version(None, "v2")).save(b"bytes")

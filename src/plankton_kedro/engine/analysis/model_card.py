@@ -277,19 +277,18 @@ def _calibration(metrics: Mapping[str, Any], calibration: Mapping[str, Any]) -> 
 def _class_thresholds(
     class_thresholds: Mapping[str, Any], per_class_open_set: Mapping[str, Any]
 ) -> str:
-    """Per-class thresholds: stored as numbers (or dicts with a ``threshold``), with how each
-    was chosen and what it keeps on test from the metrics' ``open_set.per_class``, if there."""
+    """Per-class thresholds (as stored: class -> threshold), with how each was chosen and what
+    it keeps on test from the metrics' ``open_set.per_class``, if there."""
     chosen = per_class_open_set.get("classes") or {}
     test = (per_class_open_set.get("test") or {}).get("per_class") or {}
     rows = []
-    for name, stored in class_thresholds.items():
-        details = {**(chosen.get(name) or {}), **(stored if isinstance(stored, Mapping) else {})}
-        value = stored if not isinstance(stored, Mapping) else stored.get("threshold")
+    for name, threshold in class_thresholds.items():
+        details = chosen.get(name) or {}
         on_test = test.get(name) or {}
         rows.append(
             (
                 _text(name),
-                _number(value),
+                _number(threshold),
                 str(details.get("from", "–")),
                 _percent(details.get("val_coverage", details.get("coverage"))),
                 _percent(on_test.get("coverage")),
