@@ -188,13 +188,13 @@ def bootstrap_intervals(
     predicted = probabilities.argmax(1)
     methods = METHODS if quantifier is not None else METHODS[:1]
     draws = {method: np.empty((replicates, k)) for method in methods}
+    counts = None if quantifier is None else quantifier.class_counts.astype(np.int64)
     for b in range(replicates):
         weights = rng.multinomial(n, np.full(n, 1.0 / n))  # how often each image is drawn
         observed = np.bincount(predicted, weights=weights, minlength=k) / n
         draws["classify_and_count"][b] = observed
         if quantifier is None:
             continue
-        counts = quantifier.class_counts.astype(np.int64)
         rates = _resampled_rates(rng, counts, quantifier.rates)
         mean_rows = _resampled_means(rng, counts, quantifier)
         draws["adjusted_count"][b] = adjusted_count(observed, rates)[0]
@@ -343,8 +343,8 @@ def abundance_table(
 
     rows = []
     groups = pd.Series(np.arange(len(samples))).groupby(np.asarray(samples, dtype=str)).indices
-    for sample, index in sorted(groups.items()):
-        chosen = probabilities[index]
+    for sample, rows_of_sample in sorted(groups.items()):
+        chosen = probabilities[rows_of_sample]
         n = len(chosen)
         intervals = (
             bootstrap_intervals(

@@ -27,7 +27,7 @@ from plankton_kedro.engine.collection.frame_crop import FrameCrop
 from plankton_kedro.engine.collection.layouts import SkippedFile
 from plankton_kedro.engine.collection.preprocessing import centre_crop
 from plankton_kedro.engine.collection.scan import decode_files
-from plankton_kedro.engine.rejection import UNKNOWN, class_thresholds_array
+from plankton_kedro.engine.rejection import UNKNOWN, accepted, class_thresholds_array
 
 from .data import normalise
 from .inference import cache_preprocessing
@@ -180,10 +180,10 @@ def _rows(
     k = min(top_k, probabilities.shape[1])
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
     thresholds = classifier.thresholds
+    keep = np.ones(len(paths), bool) if thresholds is None else accepted(probabilities, thresholds)
     rows = []
-    for path, probs, best in zip(paths, probabilities, order, strict=True):
+    for path, probs, best, known in zip(paths, probabilities, order, keep, strict=True):
         top = float(probs[best[0]])
-        known = thresholds is None or top >= thresholds[best[0]]
         row = {
             "rel_path": path,
             "label": classifier.class_names[best[0]] if known else UNKNOWN,
