@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 from kedro.io import DatasetError
-from kedro.io.core import Version
 
 from plankton_kedro.engine import ecotaxa
 
@@ -34,15 +33,7 @@ class EcoTaxaExportDataset(VersionedFileDataset):
     TSV's table (``[f]`` columns as floats).
     """
 
-    def __init__(  # noqa: PLR0913 - one option per catalog key
-        self,
-        *,
-        filepath: str,
-        version: Version | None = None,
-        credentials: dict[str, Any] | None = None,
-        fs_args: dict[str, Any] | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, *, filepath: str, **kwargs: Any) -> None:
         name = PurePosixPath(str(filepath)).name
         suffix = PurePosixPath(name).suffix.lower()
         if suffix not in (".zip", ".tsv"):
@@ -52,13 +43,7 @@ class EcoTaxaExportDataset(VersionedFileDataset):
         stem = PurePosixPath(name).stem
         self._zipped = suffix == ".zip"
         self._tsv_name = f"{stem if stem.startswith('ecotaxa') else 'ecotaxa_' + stem}.tsv"
-        super().__init__(
-            filepath=filepath,
-            version=version,
-            credentials=credentials,
-            fs_args=fs_args,
-            metadata=metadata,
-        )
+        super().__init__(filepath=filepath, **kwargs)
 
     def load(self) -> pd.DataFrame:
         with self._fs.open(self._load_path(), mode="rb") as stream:
