@@ -40,6 +40,7 @@ def test_a_trained_stage_becomes_a_nested_run_with_its_learning_curve(tracked):
             best_score=0.6,
             best_epoch=2,
             runtime={"device": "cpu", "torch_threads": 2},
+            pretrained_weights="tf_efficientnet_lite0 ImageNet-1k from package p 0.1.0 (sha256 ab)",
         ),
     )
     tracked.saved("in_domain_seed1.source_model", checkpoint, "data/06_models/x.pt", "v1")
@@ -54,6 +55,7 @@ def test_a_trained_stage_becomes_a_nested_run_with_its_learning_curve(tracked):
     assert [m.value for m in sorted(losses, key=lambda m: m.step)] == [2.0, 1.5, 1.2]
     assert child.data.params["device"] == "cpu" and child.data.params["torch_threads"] == "2"
     assert child.data.tags["checkpoint"] == "data/06_models/x.pt @ v1"
+    assert child.data.tags["pretrained_weights"].endswith("package p 0.1.0 (sha256 ab)")
     parent = client.get_run(tracked.run_id)
     assert parent.data.tags["catalog.in_domain_seed1.source_model"] == "data/06_models/x.pt @ v1"
 

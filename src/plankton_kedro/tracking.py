@@ -170,6 +170,9 @@ class MlflowRun:
                 "route": str(identity.route),
                 "stage": str(identity.stage),
                 "dataset": str(identity.dataset),
+                # the outside weights it descends from (package, version and SHA-256 for
+                # packaged ImageNet weights), through every stage
+                "pretrained_weights": str(history.pretrained_weights or "none"),
             },
         )
         child = run.info.run_id
