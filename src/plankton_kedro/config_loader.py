@@ -49,6 +49,7 @@ SECTION_MODELS: dict[str, type[BaseModel]] = {
     "ingestion": models.IngestionParams,
     "evaluation": models.EvaluationParams,
     "ensembling": models.EnsemblingParams,
+    "compare": models.CompareParams,
     "predict": models.PredictParams,
     "export": models.ExportParams,
     "download": models.DownloadParams,

@@ -309,6 +309,7 @@ class RunParams(_Strict):
     seed: int | None = None  # None: training.seed
     model: str | None = None  # None: model.name
     pretrained: str | None = None  # None: model.pretrained
+    labels_per_class: PositiveInt | None = None  # None: every labelled target train image
 
     @field_validator("model")
     @classmethod
@@ -325,6 +326,28 @@ class RunParams(_Strict):
         """Global training settings, then the stage's overrides, then this run's seed."""
         settings = base.overridden(stage.training)
         return settings if self.seed is None else settings.model_copy(update={"seed": self.seed})
+
+
+class CompareParams(_Strict):
+    """The route comparison: seeds, label budgets, and whether the routes are ensembled.
+
+    ``labels_per_class``: each route is fine-tuned once per budget and seed on at most that
+    many labelled target train images per class (nested, seeded subsets; validation and test
+    fixed); ``None`` is every train image. Stage 1 is trained once per route and seed, shared
+    by the budgets. ``ensemble``: per seed and budget, the routes' fine-tuned models are
+    ensembled, members chosen on validation (``ensembling``'s mode, metric and calibration).
+    """
+
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    labels_per_class: list[PositiveInt | None] = Field(default_factory=lambda: [None], min_length=1)
+    ensemble: bool = False
+
+    @field_validator("seeds", "labels_per_class")
+    @classmethod
+    def _distinct(cls, values: list) -> list:
+        if len(set(values)) != len(values):
+            raise ValueError(f"values must be distinct; got {values}")
+        return values
 
 
 class EnsemblingParams(_Strict):

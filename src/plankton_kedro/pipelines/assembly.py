@@ -22,3 +22,17 @@ def build_route(name: str, *, ingestion: bool = True, namespace: str | None = No
         stages.append(pretrain_route(route, namespace))
     stages += [fine_tune_route(route, namespace), evaluate_route(route, namespace)]
     return sum(stages, Pipeline([]))
+
+
+def fine_tune_and_evaluate(
+    name: str, namespace: str, *, stage1_namespace: str, target_manifest: str
+) -> Pipeline:
+    """The route's stage 2 and evaluation in ``namespace``, from the stage-1 model of
+    ``stage1_namespace`` (shared by several stage-2 runs) and on ``target_manifest`` (e.g. a
+    label budget's subset of the target set)."""
+    route = ROUTES[name]
+    stages = fine_tune_route(route, namespace) + evaluate_route(route, namespace)
+    inputs = {"target_manifest": target_manifest}
+    if route.stage1_init is not None:
+        inputs[f"{namespace}.source_model"] = f"{stage1_namespace}.source_model"
+    return Pipeline(stages, inputs=inputs)

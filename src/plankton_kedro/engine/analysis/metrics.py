@@ -148,3 +148,35 @@ def route_comparison_figure(runs: pd.DataFrame) -> plt.Figure:
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def label_budget_figure(table: pd.DataFrame) -> plt.Figure:
+    """Accuracy and F1 macro (two panels) against labelled train images per class, one line
+    per route, mean ± std band over seeds. ``table``: one row per route and budget with
+    ``labels_per_class`` (empty: every image, drawn at its mean ``train_per_class``),
+    ``seeds`` and ``<metric>_mean`` / ``<metric>_std``."""
+    budgets = table["labels_per_class"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, metric in zip(axes, ("accuracy", "f1_macro"), strict=True):
+        for route, rows in table.groupby("route", sort=True):
+            rows = rows.assign(
+                x=rows["labels_per_class"].astype(float).fillna(rows["train_per_class"])
+            ).sort_values("x")
+            mean = rows[f"{metric}_mean"].to_numpy(dtype=float)
+            std = np.nan_to_num(rows[f"{metric}_std"].to_numpy(dtype=float))
+            (line,) = ax.plot(rows["x"], mean, marker="o", label=route)
+            ax.fill_between(rows["x"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set_xscale("log")
+        ticks = sorted(int(b) for b in budgets.dropna().unique())
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("labelled train images per class (rightmost point: all)")
+        ax.set_title(metric.replace("_", " "))
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("target test split")
+    axes[0].legend(loc="lower right")
+    seeds = int(table["seeds"].max())
+    fig.suptitle(f"How many images must be labelled? mean ± std over {seeds} seed(s)")
+    fig.tight_layout()
+    return fig

@@ -84,6 +84,9 @@ def evaluation_report(
         "checkpoint_version": checkpoint.version,
         "manifest_version": manifest.attrs.get("version"),
         "trained_on_manifest_version": identity.manifest_version,
+        # a label budget (compare.labels_per_class) recorded on the manifest; None: all
+        "labels_per_class": manifest.attrs.get("labels_per_class"),
+        "n_train": int((manifest["split"] == "train").sum()),
         "initial_weights": history.initial_weights,
         "pretrained_weights": history.pretrained_weights,
         "best_epoch": history.best_epoch,

@@ -3,6 +3,7 @@ split lists or a split table; never a class dropped, never a duplicate across sp
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from posixpath import splitext
 
@@ -202,3 +203,28 @@ def read_split_lists(paths: dict[str, str]) -> dict[str, list[str]]:
             raise CollectionError(f"split_lists: the {split} list {path} does not exist")
         lists[split] = file.read_text(encoding="utf-8", errors="replace").splitlines()
     return lists
+
+
+UNLABELLED = "unlabelled"  # train images left out by a label budget (never read by training)
+
+
+def label_budget(manifest: pd.DataFrame, per_class: int, seed: int) -> pd.DataFrame:
+    """``manifest`` with at most ``per_class`` train images of each class, the others moved to
+    the split ``unlabelled``: as if only those had been annotated. Validation and test rows
+    are untouched. The subsets are nested (the images kept for 5 are among those kept for 10)
+    and drawn per class from ``seed``, independently of the other classes and of the row
+    order; a class with fewer train images keeps them all. ``attrs["labels_per_class"]``
+    records the budget."""
+    if per_class < 1:
+        raise ValueError(f"a label budget is at least 1 image per class, not {per_class}")
+    train = manifest.index[manifest["split"].to_numpy() == "train"]
+    kept = []
+    for label, rows in manifest.loc[train].groupby("label", sort=True).groups.items():
+        order = np.sort(manifest.loc[rows, "rel_path"].to_numpy(dtype=str))  # row-order free
+        rng = np.random.default_rng([seed, zlib.crc32(str(label).encode())])
+        chosen = set(rng.permutation(order)[:per_class])
+        kept.extend(r for r in rows if manifest.at[r, "rel_path"] in chosen)
+    budgeted = manifest.copy()
+    budgeted.loc[train.difference(kept), "split"] = UNLABELLED
+    budgeted.attrs = {**manifest.attrs, "labels_per_class": int(per_class)}
+    return budgeted

@@ -4,6 +4,7 @@ forward selection on validation only, the ensemble reported on test."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,27 +26,36 @@ logger = logging.getLogger(__name__)
 HEADLINE = ("accuracy", "f1_macro", "f1_micro", "balanced_accuracy")
 
 
-def build_ensemble(
+@dataclass
+class Combined:
+    """Members' outputs on val and test, the members chosen on val and their ensemble."""
+
+    class_names: list[str]
+    outputs: dict[str, dict[str, dict[str, Any]]]
+    temperatures: dict[str, float]
+    selection: dict[str, Any]
+    val_labels: np.ndarray
+    test_labels: np.ndarray
+    val_probabilities: np.ndarray
+    test_probabilities: np.ndarray
+
+
+def combine_on_validation(
+    members: dict[str, Checkpoint],
     image_cache: np.ndarray,
     manifest: pd.DataFrame,
     ensembling: EnsemblingParams,
-    evaluation: EvaluationParams,
-    *member_models: Checkpoint,
-) -> tuple[EnsembleCheckpoint, dict[str, Any]]:
-    """The ensemble artefact and its report (members, selection, ensemble on test), with an
-    "unknown" threshold chosen on the ensemble's validation probabilities."""
-    names = [member.name for member in ensembling.members]
-    members = dict(zip(names, member_models, strict=True))
+) -> Combined:
+    """Every member on val and test, temperature-scaled on val (if asked), members chosen by
+    greedy forward selection on val only, the ensemble's probabilities on both splits."""
     classes = {tuple(m.class_names) for m in members.values()}
     if len(classes) != 1:
         raise StageInputError("ensemble members were trained on different class sets")
-    class_names = list(classes.pop())
     outputs = {
         name: inference.predict_splits(model, image_cache, manifest, splits=("val", "test"))
         for name, model in members.items()
     }
     val_labels = next(iter(outputs.values()))["val"]["labels"]
-    test_labels = next(iter(outputs.values()))["test"]["labels"]
     temperatures = {
         name: calibration.fit_temperature(o["val"]["logits"], val_labels)
         if ensembling.calibrate_members
@@ -61,16 +71,42 @@ def build_ensemble(
         allow_repeats=ensembling.allow_repeats,
         temperatures=temperatures,
     )
-    probabilities = ensemble.ensemble_predictions(
-        {name: o["test"]["logits"] for name, o in outputs.items()},
-        selection,
+    probabilities = {
+        split: ensemble.ensemble_predictions(
+            {name: o[split]["logits"] for name, o in outputs.items()},
+            selection,
+            temperatures=temperatures,
+        )
+        for split in ("val", "test")
+    }
+    return Combined(
+        class_names=list(classes.pop()),
+        outputs=outputs,
         temperatures=temperatures,
+        selection=selection,
+        val_labels=val_labels,
+        test_labels=next(iter(outputs.values()))["test"]["labels"],
+        val_probabilities=probabilities["val"],
+        test_probabilities=probabilities["test"],
     )
-    val_probabilities = ensemble.ensemble_predictions(
-        {name: o["val"]["logits"] for name, o in outputs.items()},
-        selection,
-        temperatures=temperatures,
-    )
+
+
+def build_ensemble(
+    image_cache: np.ndarray,
+    manifest: pd.DataFrame,
+    ensembling: EnsemblingParams,
+    evaluation: EvaluationParams,
+    *member_models: Checkpoint,
+) -> tuple[EnsembleCheckpoint, dict[str, Any]]:
+    """The ensemble artefact and its report (members, selection, ensemble on test), with an
+    "unknown" threshold chosen on the ensemble's validation probabilities."""
+    names = [member.name for member in ensembling.members]
+    members = dict(zip(names, member_models, strict=True))
+    combined = combine_on_validation(members, image_cache, manifest, ensembling)
+    class_names, outputs = combined.class_names, combined.outputs
+    temperatures, selection = combined.temperatures, combined.selection
+    val_labels, test_labels = combined.val_labels, combined.test_labels
+    probabilities, val_probabilities = combined.test_probabilities, combined.val_probabilities
     stored, choices = analysis_report.rejection_and_quantification(
         val_probabilities,
         val_labels,
