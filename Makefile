@@ -1,4 +1,4 @@
-# Quick start: `make demo` (set up + run the two-stage route on the bundled demo data)
+# Quick start: `make demo` (set up + run the three routes on the bundled demo data)
 #              `make test` (set up + run the test suite)
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/kedro run --pipelines=two_stage
+	$(BIN)/kedro run --pipelines=in_domain,out_of_domain,two_stage
 
 test: setup
 	$(BIN)/python -m pytest

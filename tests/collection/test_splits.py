@@ -7,6 +7,7 @@ from plankton_kedro.engine.collection.splits import (
     carve_calibration,
     classes_missing_splits,
     keep_duplicates_together,
+    label_budget,
     split_counts,
     split_table,
     stratified_split,
@@ -83,3 +84,49 @@ def test_calibration_is_carved_from_validation_only():
     assert (split[moved] == "val").all() and (carved[moved] == "calibration").all()
     unchanged = carve_calibration(split, frame["rel_path"], frame["label"], share=0.0, seed=1)
     assert unchanged.equals(split)
+
+
+def _split_collection(sizes, seed=3):
+    frame = _collection(sizes)
+    split = stratified_split(frame["rel_path"], frame["label"], val=0.2, test=0.2, seed=seed)
+    manifest = frame.assign(split=split)
+    manifest.attrs = {"dataset": "t", "version": "v1"}
+    return manifest
+
+
+def _labelled(manifest):
+    return set(manifest.loc[manifest["split"] == "train", "rel_path"])
+
+
+def test_label_budget_keeps_at_most_k_train_images_per_class_and_never_touches_val_or_test():
+    """Catches a budget that draws from validation or test, or moves them, and a budget
+    counted over the whole set instead of per class."""
+    manifest = _split_collection({"a": 100, "b": 40, "c": 5})
+    budgeted = label_budget(manifest, 5, seed=1)
+    kept = budgeted[budgeted["split"] == "train"].groupby("label").size().to_dict()
+    assert kept == {"a": 5, "b": 5, "c": 3}  # c has only 3 train images: all kept
+    untouched = manifest["split"].isin(["val", "test"])
+    assert budgeted.loc[untouched, "split"].equals(manifest.loc[untouched, "split"])
+    left_out = manifest.loc[budgeted["split"] == "unlabelled", "split"]
+    assert (left_out == "train").all() and len(left_out) == (60 + 24 + 3) - 13
+    assert budgeted.attrs == {"dataset": "t", "version": "v1", "labels_per_class": 5}
+    assert "labels_per_class" not in manifest.attrs  # the input is not changed
+
+
+def test_label_budgets_are_nested_seeded_and_free_of_row_order():
+    """Catches subsets drawn independently per budget (5 not inside 10: the curve would mix
+    label noise with budget), a seed that is ignored, and a draw that follows row order."""
+    manifest = _split_collection({"a": 100, "b": 40})
+    five, ten = (_labelled(label_budget(manifest, k, seed=1)) for k in (5, 10))
+    assert five < ten
+    assert five != _labelled(label_budget(manifest, 5, seed=2))
+    shuffled = manifest.sample(frac=1.0, random_state=0)
+    assert _labelled(label_budget(shuffled, 5, seed=1)) == five
+    # a class's draw does not depend on the other classes
+    only_a = manifest[manifest["label"] == "a"]
+    assert _labelled(label_budget(only_a, 5, seed=1)) == {p for p in five if p.startswith("a/")}
+
+
+def test_label_budget_below_one_is_refused():
+    with pytest.raises(ValueError, match="at least 1 image per class"):
+        label_budget(_split_collection({"a": 10}), 0, seed=1)

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 from scipy.special import log_softmax
 from sklearn.metrics import accuracy_score, confusion_matrix
 
+from plankton_kedro.config_loader import PlanktonConfigLoader
 from plankton_kedro.datasets import ImageSourceDataset
 from plankton_kedro.engine.analysis.calibration import TEMPERATURE_BOUNDS
 from plankton_kedro.engine.collection.earlier import NO_EARLIER_INGESTIONS
@@ -26,8 +27,10 @@ from plankton_kedro.engine.config import (
 )
 from plankton_kedro.pipeline_registry import register_pipelines
 from plankton_kedro.pipelines.assembly import build_route
+from plankton_kedro.pipelines.build_parameters import use_run_environment
 from plankton_kedro.pipelines.routes import ROUTES
 from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
+from tests.conftest import PROJECT_ROOT
 from tests.conftest import TINY_MODEL, KeptDataset
 
 SHAPES = ("bar", "disc", "cross")
@@ -186,6 +189,26 @@ def test_a_copy_of_a_route_trains_with_its_own_run_parameters(tmp_path):
     assert catalog.load("ensemble_x.metrics")["run"] == "ensemble_x"
 
 
+def test_the_runs_environment_shapes_the_pipelines_it_runs():
+    """``kedro run --env laptop --pipelines=compare``: Kedro creates the config loader, then
+    builds the pipelines. Catches pipelines built from conf/base's seeds and budgets while
+    the run's parameters come from the environment (``runs.*`` no node reads, budgets never
+    trained)."""
+    configure_project("plankton_kedro")
+    try:
+        loader = PlanktonConfigLoader(
+            str(PROJECT_ROOT / "conf"), env="laptop", base_env="base", default_run_env="local"
+        )
+        compare = register_pipelines()["compare"]
+        runs = loader["parameters"][RUNS_KEY]
+    finally:
+        use_run_environment(None)
+    assert "in_domain_seed1_n5.select_label_budget" in {n.name for n in compare.nodes}
+    assert f"params:{RUNS_KEY}.two_stage_seed2_n25" in compare.inputs()
+    assert runs["two_stage_seed2_n25"]["labels_per_class"] == 25
+    assert "in_domain_seed1_n5" not in all_runs()  # conf/base again once the run is over
+
+
 def test_every_run_a_pipeline_holds_has_its_run_parameters():
     """The pipelines and the ``runs`` parameters are derived from the same settings."""
     configure_project("plankton_kedro")
@@ -196,7 +219,7 @@ def test_every_run_a_pipeline_holds_has_its_run_parameters():
         for name in pipeline.inputs()
         if name.startswith(f"params:{RUNS_KEY}.")
     }
-    assert {"two_stage", "in_domain_seed1", "ensemble_resnet14t_ood"} <= needed
+    assert {"two_stage", "in_domain_seed1", "ensemble_lite0_ood"} <= needed
     assert needed <= set(runs)
     assert all(runs[name]["name"] == name for name in runs)
-    assert runs["ensemble_resnet14t_ood"]["model"] == "resnet14t"
+    assert runs["ensemble_lite0_ood"]["model"] == "tf_efficientnet_lite0"
