@@ -155,3 +155,21 @@ def test_conversion_names_the_first_tensor_that_does_not_fit():
         WeightsUnavailableError, match=r"tensor 1 '_bn.bias' \(4,\) would become 'bn.weight'"
     ):
         convert_in_order(swapped, own, source="f.pth", target="m")
+
+
+def test_a_same_architecture_file_of_another_library_loads_by_position(tmp_path):
+    """``model.pretrained=/path/file`` with EfficientNet-PyTorch names (the packaged lite0
+    file itself): converted by position, its ImageNet classifier dropped, the same weights
+    as the packaged route. Catches a foreign file refused by name, or loaded with its head
+    paired onto backbone tensors; a file of another architecture is still refused."""
+    packaged = packaged_weights("tf_efficientnet_lite0")
+    net, source = build_model(
+        "tf_efficientnet_lite0", 3, pretrained=str(packaged.path()), image_size=64
+    )
+    reference = packaged_imagenet_model(packaged)
+    reference.reset_classifier(0)
+    loaded = net.backbone.state_dict()
+    assert source == str(packaged.path())
+    assert all(torch.equal(loaded[k], v) for k, v in reference.state_dict().items())
+    with pytest.raises(WeightsUnavailableError, match="holds 296 tensors but timm model .tf_efficientnet_lite1. has 384"):
+        build_model("tf_efficientnet_lite1", 3, pretrained=str(packaged.path()), image_size=64)

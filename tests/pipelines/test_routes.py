@@ -30,8 +30,7 @@ from plankton_kedro.pipelines.assembly import build_route
 from plankton_kedro.pipelines.build_parameters import use_run_environment
 from plankton_kedro.pipelines.routes import ROUTES
 from plankton_kedro.pipelines.runs import RUNS_KEY, all_runs
-from tests.conftest import PROJECT_ROOT
-from tests.conftest import TINY_MODEL, KeptDataset
+from tests.conftest import PROJECT_ROOT, TINY_MODEL, KeptDataset
 
 SHAPES = ("bar", "disc", "cross")
 

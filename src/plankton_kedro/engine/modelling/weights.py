@@ -238,10 +238,12 @@ def pretrained_tag(backbone: nn.Module, name: str) -> str:
 
 
 def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
-    """Load a local timm weights file (safetensors or torch) into ``backbone``.
+    """Load a local weights file (safetensors or torch) into ``backbone``.
 
-    Classifier weights in the file are ignored (the backbone has no head); any missing
-    backbone weight or shape mismatch is an error naming the file and the model.
+    A timm file: classifier weights in it are ignored (the backbone has no head); any missing
+    backbone weight or shape mismatch is an error naming the file and the model. A file of the
+    same architecture saved by another library (no tensor name in common with timm's) is
+    converted by position (:func:`convert_in_order`).
     """
     path = path.expanduser()
     if not path.is_file():
@@ -253,6 +255,10 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
             f"Could not read weights file {path}: {type(exc).__name__}: {exc}"
         ) from exc
     own = backbone.state_dict()
+    if state and not own.keys() & state.keys():
+        backbone.load_state_dict(_convert_foreign_file(state, own, path, name))
+        logger.info("Loaded backbone weights for %s from %s, converted by position", name, path)
+        return
     head_prefixes = _head_prefixes(backbone)
     state = {k: v for k, v in state.items() if k in own or not k.startswith(head_prefixes)}
     missing = sorted(set(own) - set(state))
@@ -274,6 +280,17 @@ def load_backbone_weights(backbone: nn.Module, path: Path, name: str) -> None:
         )
     backbone.load_state_dict(state)
     logger.info("Loaded backbone weights for %s from %s", name, path)
+
+
+def _convert_foreign_file(
+    state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], path: Path, name: str
+) -> dict[str, torch.Tensor]:
+    """Another library's checkpoint in timm's names, by position; a trailing classifier (a
+    2-D weight and its bias beyond the backbone's tensors) is dropped."""
+    items = list(state.items())
+    if len(items) == len(own) + 2 and items[-2][1].ndim == 2 and items[-1][1].ndim == 1:
+        items = items[:-2]
+    return convert_in_order(dict(items), own, source=f"Weights file {path}", target=name)
 
 
 def _head_prefixes(backbone: nn.Module) -> tuple[str, ...]:
