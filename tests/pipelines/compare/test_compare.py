@@ -103,4 +103,5 @@ def test_summary_and_route_plot_use_every_label_only_and_budgets_get_their_own_t
     assert set(lines) == {"in_domain", "two_stage"}
     assert list(lines["in_domain"].get_xdata()) == [5, 24]  # "all" drawn at its images/class
     assert list(lines["in_domain"].get_ydata()) == pytest.approx([0.4, 0.85])
+    assert [t.get_text() for t in accuracy_axes.get_xticklabels()] == ["5", "all (24)"]
     plt.close(figure)

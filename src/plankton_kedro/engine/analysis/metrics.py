@@ -167,10 +167,13 @@ def label_budget_figure(table: pd.DataFrame) -> plt.Figure:
             (line,) = ax.plot(rows["x"], mean, marker="o", label=route)
             ax.fill_between(rows["x"], mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set_xscale("log")
-        ticks = sorted(int(b) for b in budgets.dropna().unique())
-        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ticks = {float(b): str(int(b)) for b in budgets.dropna().unique()}
+        every = table.loc[budgets.isna(), "train_per_class"]
+        if len(every):  # "all" at the mean number of train images per class
+            ticks[float(every.mean())] = f"all ({every.mean():.0f})"
+        ax.set_xticks(sorted(ticks), [ticks[t] for t in sorted(ticks)])
         ax.minorticks_off()
-        ax.set_xlabel("labelled train images per class (rightmost point: all)")
+        ax.set_xlabel("labelled train images per class")
         ax.set_title(metric.replace("_", " "))
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
