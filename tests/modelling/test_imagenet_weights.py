@@ -157,7 +157,7 @@ def test_conversion_names_the_first_tensor_that_does_not_fit():
         convert_in_order(swapped, own, source="f.pth", target="m")
 
 
-def test_a_same_architecture_file_of_another_library_loads_by_position(tmp_path):
+def test_a_same_architecture_file_of_another_library_loads_by_position():
     """``model.pretrained=/path/file`` with EfficientNet-PyTorch names (the packaged lite0
     file itself): converted by position, its ImageNet classifier dropped, the same weights
     as the packaged route. Catches a foreign file refused by name, or loaded with its head
